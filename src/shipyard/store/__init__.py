@@ -1,0 +1,1 @@
+"""Storage: the metadata database, the artifact store, their migrations and transfers."""
