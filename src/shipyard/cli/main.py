@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from shipyard._version import __version__
+
+if TYPE_CHECKING:
+    from shipyard.core.errors import ShipyardError
 
 __all__ = ["cli", "main"]
 
@@ -67,14 +71,9 @@ def cli(ctx: click.Context, project: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (never raises for a user's mistake)."""
-    from shipyard.core.errors import ShipyardError
-
     try:
         # Without standalone mode, click returns the code of an ``Exit`` instead of raising.
         result = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except ShipyardError as exc:
-        _print_error(exc)
-        return EXIT_ERROR
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return EXIT_INTERRUPTED
@@ -89,6 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_ERROR
     except Exception as exc:
+        # Imported here, not at the top: start-up time of every command counts.
+        from shipyard.core.errors import ShipyardError
+
+        if isinstance(exc, ShipyardError):
+            _print_error(exc)
+            return EXIT_ERROR
         if os.environ.get("SHIPYARD_DEBUG"):
             raise
         click.echo(
@@ -101,19 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-def _print_error(exc: Exception) -> None:
-    from shipyard.core.errors import ShipyardError
-
+def _print_error(exc: ShipyardError) -> None:
     if os.environ.get("SHIPYARD_DEBUG"):
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    code = exc.code if isinstance(exc, ShipyardError) else "SY000"
-    message = exc.message if isinstance(exc, ShipyardError) else str(exc)
-    hint = exc.hint if isinstance(exc, ShipyardError) else None
-    click.echo(f"error[{code}]: {message}", err=True)
-    if hint:
-        click.echo(f"  fix: {hint}", err=True)
+    click.echo(f"error[{exc.code}]: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"  fix: {exc.hint}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
