@@ -251,7 +251,7 @@ class MetadataStore:
         """
         with self.connect() as conn:
             current = migrations.read_revisions(conn)
-        if current == [SCHEMA_REVISION]:
+        if ",".join(current) == SCHEMA_REVISION:
             return  # the common case, decided without loading Alembic
         migrations.refuse_unknown(current, self.display_uri)
         head = migrations.head_revision()
@@ -261,7 +261,7 @@ class MetadataStore:
                     conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
                 current = migrations.read_revisions(conn)  # someone may have upgraded meanwhile
                 migrations.refuse_unknown(current, self.display_uri)
-                if current != [head]:
+                if ",".join(current) != head:
                     migrations.upgrade(conn)
         except DBAPIError as exc:
             if _is_unavailable(exc):

@@ -4,6 +4,9 @@ Alembic is configured in code (``alembic_config``); no ``alembic.ini`` is read a
 time. Nothing here imports Alembic until it is needed: a store already at
 ``schema.SCHEMA_REVISION`` opens without loading it at all.
 
+Each subsystem's migrations form an independent branch with its own base, so the
+database records one revision per branch and "head" means the sorted, comma-joined heads.
+
 ``MetadataStore.migrate`` holds the migration lock and calls, in order:
 ``read_revisions`` -> ``refuse_unknown`` -> ``upgrade``.
 """
@@ -53,11 +56,12 @@ def _revisions() -> tuple[str | None, frozenset[str]]:
 
     script = ScriptDirectory.from_config(alembic_config())
     known = frozenset(revision.revision for revision in script.walk_revisions())
-    return script.get_current_head(), known
+    heads = script.get_heads()
+    return (",".join(sorted(heads)) if heads else None), known
 
 
 def head_revision() -> str:
-    """The newest migration revision this Shipyard knows."""
+    """The newest revision of every branch this Shipyard knows, sorted, comma-joined."""
     head, _ = _revisions()
     if head is None:
         raise BackendError(
@@ -95,7 +99,7 @@ def refuse_unknown(revisions: list[str], display_uri: str) -> None:
 
 
 def upgrade(conn: Connection) -> None:
-    """Upgrade to head inside ``conn``'s open transaction; the caller commits.
+    """Upgrade every branch to its head inside ``conn``'s open transaction; the caller commits.
 
     The caller holds the migration lock: ``env.py`` runs on this very connection.
     """
@@ -103,4 +107,4 @@ def upgrade(conn: Connection) -> None:
 
     config = alembic_config()
     config.attributes["connection"] = conn
-    command.upgrade(config, "head")
+    command.upgrade(config, "heads")

@@ -18,7 +18,7 @@ from shipyard._version import __version__
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("foundation",)
 depends_on: str | Sequence[str] | None = None
 
 
