@@ -125,7 +125,12 @@ def test_a_store_written_by_a_newer_shipyard_is_refused_and_left_untouched(
     metadata_uri: str,
 ) -> None:
     with open_metadata_store(metadata_uri) as store, store.transaction() as conn:
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+        conn.execute(
+            sa.text(
+                "UPDATE alembic_version SET version_num = '9999_from_the_future' "
+                "WHERE version_num = '0001'"
+            )
+        )
         before = {table: table_rows(store, table) for table in metadata.sorted_tables}
         display_uri = store.display_uri
 
@@ -141,7 +146,7 @@ def test_a_store_written_by_a_newer_shipyard_is_refused_and_left_untouched(
     assert "pip install -U shipyard" in message
 
     with open_metadata_store(metadata_uri, migrate=False) as store:
-        assert store.schema_revision() == "9999_from_the_future"
+        assert "9999_from_the_future" in (store.schema_revision() or "").split(",")
         assert {table: table_rows(store, table) for table in metadata.sorted_tables} == before
 
 

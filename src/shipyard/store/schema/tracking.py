@@ -1,0 +1,170 @@
+"""Tracking tables: experiments, runs, their params, metrics, tags, inputs and artifacts.
+
+Migrations: the ``tracking`` branch (``t0001``...) in ``store/migrations/versions``.
+
+Search stays fast at 100k runs because filters on params, tags and final metrics hit
+narrow indexed tables (``run_params``, ``run_tags``, ``run_latest_metrics``) instead of
+scanning the full metric history in ``run_metrics``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from shipyard.store.schema._base import UtcDateTime, metadata, utc_now
+
+__all__ = [
+    "REVISION",
+    "environments",
+    "experiments",
+    "run_artifacts",
+    "run_inputs",
+    "run_latest_metrics",
+    "run_metrics",
+    "run_params",
+    "run_tags",
+    "runs",
+]
+
+REVISION = "t0001"
+"""The tip of the tracking migration branch; these tables match it."""
+
+ID = String(32)
+"""Random record ids (``core.ids.new_id``)."""
+CONTENT_ID = String(71)
+"""Content ids (``sha256:`` + 64 hex)."""
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("tags", JSON(), nullable=False),
+    Column("lifecycle", String(16), nullable=False),  # active | deleted
+    Column("created_at", UtcDateTime(), nullable=False, default=utc_now),
+    Column("deleted_at", UtcDateTime(), nullable=True),
+    UniqueConstraint("name"),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("id", CONTENT_ID, primary_key=True),  # content id of the canonical description
+    Column("python_version", String(64), nullable=False),
+    Column("platform", String(256), nullable=False),
+    Column("packages", JSON(), nullable=False),  # {"numpy": "2.4.6", ...}
+    Column("created_at", UtcDateTime(), nullable=False, default=utc_now),
+)
+"""A Python environment, stored once however many runs used it."""
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("experiment_id", ID, ForeignKey("experiments.id"), nullable=False),
+    Column("parent_id", ID, ForeignKey("runs.id"), nullable=True),
+    Column("name", String(256), nullable=False),
+    Column("status", String(16), nullable=False),  # running | finished | failed | killed
+    Column("lifecycle", String(16), nullable=False),  # active | deleted
+    Column("user", String(256), nullable=False),
+    Column("source", Text, nullable=True),  # entry point: script path or notebook
+    Column("git_commit", String(64), nullable=True),
+    Column("git_dirty", Boolean, nullable=True),
+    Column("code_diff_blob", CONTENT_ID, nullable=True),
+    Column("environment_id", CONTENT_ID, ForeignKey("environments.id"), nullable=True),
+    Column("error", Text, nullable=True),  # why a failed run failed
+    Column("start_time", UtcDateTime(), nullable=False),
+    Column("end_time", UtcDateTime(), nullable=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=False),
+    Column("deleted_at", UtcDateTime(), nullable=True),
+    Index(None, "experiment_id", "start_time"),
+    Index(None, "parent_id"),
+    Index(None, "status", "heartbeat_at"),
+)
+
+run_params = Table(
+    "run_params",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index(None, "key", "value"),
+)
+"""Params are immutable once logged: the same key with another value is an error."""
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index(None, "key", "value"),
+)
+
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", Float, nullable=False),  # seconds since the epoch, from the caller
+    Column("value", Float, nullable=False),  # NaN and +-inf allowed (stored as such)
+    Index(None, "run_id", "key", "step"),
+    sqlite_autoincrement=True,
+)
+"""Every logged metric value: the history behind the curves."""
+
+run_latest_metrics = Table(
+    "run_latest_metrics",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index(None, "key", "value"),
+)
+"""The value at the highest step (latest timestamp on ties) of each metric of each run:
+what search filters and sorts on, kept up to date in the same transaction as the history."""
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("dataset", String(256), nullable=False),  # dataset name
+    Column("version_id", CONTENT_ID, nullable=False),  # the dataset version's content id
+    Column("role", String(64), nullable=False),  # train | validation | test | other
+    PrimaryKeyConstraint("run_id", "version_id", "role"),
+)
+"""Which dataset versions a run read (a link: the datasets subsystem owns the versions)."""
+
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("path", String(1024), nullable=False),  # relative, '/'-separated
+    Column("blob_id", CONTENT_ID, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),  # file | model | diff | ...
+    PrimaryKeyConstraint("run_id", "path"),
+)
+"""A run's artifact tree; each file is a blob (also recorded in ``blob_refs`` for GC)."""
