@@ -58,6 +58,7 @@ def test_round_trip_sqlite_local_to_postgres_s3_and_back(
     datasets_dir: Path,
     clean_env: None,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     project = tmp_path / "churn"
     assert main(["init", str(project)]) == 0
@@ -87,9 +88,9 @@ def test_round_trip_sqlite_local_to_postgres_s3_and_back(
     with open_artifact_store(s3_uri, s3_endpoint_url=s3_endpoint) as s3:
         assert sorted(b.id for b in s3.iter_blobs()) == before["ids"]
     # The project, pointed at the new stores, sees the same store and references.
-    os.environ["SHIPYARD_STORE_METADATA"] = postgres_uri
-    os.environ["SHIPYARD_STORE_ARTIFACTS"] = s3_uri
-    os.environ["SHIPYARD_S3_ENDPOINT_URL"] = s3_endpoint
+    monkeypatch.setenv("SHIPYARD_STORE_METADATA", postgres_uri)
+    monkeypatch.setenv("SHIPYARD_STORE_ARTIFACTS", s3_uri)
+    monkeypatch.setenv("SHIPYARD_S3_ENDPOINT_URL", s3_endpoint)
     moved = load_config(project)
     with open_stores(moved) as stores:
         assert stores.metadata.store_id == before["store_id"]

@@ -40,7 +40,7 @@ __all__ = [
     "runs",
 ]
 
-REVISION = "t0001"
+REVISION = "t0002"
 """The tip of the tracking migration branch; these tables match it."""
 
 ID = String(32)
@@ -95,6 +95,7 @@ runs = Table(
     Index(None, "experiment_id", "start_time"),
     Index(None, "parent_id"),
     Index(None, "status", "heartbeat_at"),
+    Index(None, "start_time"),  # t0002: newest-first searches across experiments
 )
 
 run_params = Table(
