@@ -50,7 +50,13 @@ class LazyGroup(click.Group):
         "init": "shipyard.cli.project:init_command",
         "doctor": "shipyard.cli.project:doctor_command",
         "store": "shipyard.cli.store:store_group",
+        "datasets": "shipyard.cli.datasets:datasets_group",
         "demo": "shipyard.cli.demo:demo_command",
+        "run": "shipyard.cli.pipelines:run_command",
+        "pipelines": "shipyard.cli.pipelines:pipelines_group",
+        "scheduler": "shipyard.cli.pipelines:scheduler_command",
+        "runs": "shipyard.cli.runs:runs_group",
+        "experiments": "shipyard.cli.runs:experiments_group",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )

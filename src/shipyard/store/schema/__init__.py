@@ -17,7 +17,7 @@ Timestamps are ``UtcDateTime``: timezone-aware UTC ``datetime`` values on every 
 
 from __future__ import annotations
 
-from shipyard.store.schema import foundation, tracking
+from shipyard.store.schema import datasets, foundation, pipelines, tracking
 from shipyard.store.schema._base import NAMING_CONVENTION, UtcDateTime, metadata, utc_now
 from shipyard.store.schema.foundation import audit_events, blob_refs, store_info
 
@@ -32,7 +32,7 @@ __all__ = [
     "utc_now",
 ]
 
-_BRANCH_TIPS = (foundation.REVISION, tracking.REVISION)
+_BRANCH_TIPS = (foundation.REVISION, tracking.REVISION, pipelines.REVISION, datasets.REVISION)
 
 SCHEMA_REVISION = ",".join(sorted(_BRANCH_TIPS))
 """The Alembic heads these tables match (the sorted tips of every branch, comma-joined).
