@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -20,6 +21,7 @@ from shipyard.pipelines.progress import StepProgress
 if TYPE_CHECKING:
     from shipyard.pipelines.definition import Pipeline
     from shipyard.pipelines.records import PipelineRun
+    from shipyard.pipelines.runner import PipelineResult
 
 __all__ = ["pipelines_group", "run_command", "scheduler_command"]
 
@@ -40,6 +42,21 @@ def _interrupted(run_id: str) -> NoReturn:
         err=True,
     )
     raise click.exceptions.Exit(130)
+
+
+def _with_progress(
+    steps: list[str], as_json: bool, execute: Callable[[StepProgress], PipelineResult]
+) -> PipelineResult:
+    """Run ``execute`` with the live step display; Ctrl-C or SIGTERM ends it as killed."""
+    _interrupt_on_sigterm()
+    progress = StepProgress(steps, live=sys.stderr.isatty() and not as_json)
+    try:
+        return execute(progress)
+    except PipelineInterrupted as exc:
+        progress.close()
+        _interrupted(exc.run_id)
+    finally:
+        progress.close()
 
 
 def _pick_executor(name: str, workers: int | None) -> Any:
@@ -87,10 +104,10 @@ def run_command(
     chosen = get_pipeline(pipeline, config.project_dir)
     values = parse_param_assignments(chosen, params)
     plan_steps = [node.name for node in chosen.plan(values).nodes]
-    _interrupt_on_sigterm()
-    progress = StepProgress(plan_steps, live=sys.stderr.isatty() and not as_json)
-    try:
-        result = run_pipeline(
+    result = _with_progress(
+        plan_steps,
+        as_json,
+        lambda progress: run_pipeline(
             chosen,
             values,
             config=config,
@@ -98,12 +115,8 @@ def run_command(
             cache=not no_cache,
             seed=seed,
             on_event=progress,
-        )
-    except PipelineInterrupted as exc:
-        progress.close()
-        _interrupted(exc.run_id)
-    finally:
-        progress.close()
+        ),
+    )
     _print_run_summary(result.run, as_json)
 
 
@@ -261,22 +274,16 @@ def resume_command(
 
     config = config_from_context(ctx)
     earlier = get_pipeline_run(run_id, config=config)
-    _interrupt_on_sigterm()
-    progress = StepProgress(
-        [s.step for s in earlier.steps], live=sys.stderr.isatty() and not as_json
-    )
-    try:
-        result = resume_pipeline(
+    result = _with_progress(
+        [s.step for s in earlier.steps],
+        as_json,
+        lambda progress: resume_pipeline(
             earlier.run_id,
             config=config,
             executor=_pick_executor(executor, workers),
             on_event=progress,
-        )
-    except PipelineInterrupted as exc:
-        progress.close()
-        _interrupted(exc.run_id)
-    finally:
-        progress.close()
+        ),
+    )
     _print_run_summary(result.run, as_json)
 
 
@@ -295,23 +302,17 @@ def rerun_command(
 
     config = config_from_context(ctx)
     earlier = get_pipeline_run(run_id, config=config)
-    _interrupt_on_sigterm()
-    progress = StepProgress(
-        [s.step for s in earlier.steps], live=sys.stderr.isatty() and not as_json
-    )
-    try:
-        result = rerun_pipeline(
+    result = _with_progress(
+        [s.step for s in earlier.steps],
+        as_json,
+        lambda progress: rerun_pipeline(
             earlier.run_id,
             config=config,
             executor=_pick_executor(executor, workers),
             cache=cache,
             on_event=progress,
-        )
-    except PipelineInterrupted as exc:
-        progress.close()
-        _interrupted(exc.run_id)
-    finally:
-        progress.close()
+        ),
+    )
     _print_run_summary(result.run, as_json)
     if not as_json:
         before = {s.step: dict(s.outputs) for s in earlier.steps}
