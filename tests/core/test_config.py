@@ -106,3 +106,36 @@ def test_hostile_files(tmp_path: Path) -> None:
     path.write_bytes(b"#" * (2 << 20))
     with pytest.raises(ConfigError, match="at most 1 MiB"):
         load_config(tmp_path, environ={})
+
+
+def test_subsystem_sections_typed_values_and_raw_gate_tables(tmp_path: Path) -> None:
+    (tmp_path / "shipyard.toml").write_text(
+        "[serving]\nport = 8001\napi_key = 's3cret'\n"
+        "[features]\nonline = 'redis://127.0.0.1:6379/0'\n"
+        "[gates.churn]\nrecall = { op = '>=', value = 0.6 }\n",
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path, environ={"SHIPYARD_SERVING_PORT": "9000"})
+    assert config.get("serving.port") == "9000"
+    assert config.origins["serving.port"] == "env SHIPYARD_SERVING_PORT"
+    assert config.get("serving.api_key") == "s3cret"
+    assert config.get("features.offline", "duckdb") == "duckdb"
+    assert config.get("features.online") == "redis://127.0.0.1:6379/0"
+    assert config.sections["gates"] == {"churn": {"recall": {"op": ">=", "value": 0.6}}}
+    with pytest.raises(ConfigError, match="Unknown configuration section"):
+        config.get("nope.key")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("gates = 3\n", "'gates' must be a table"),
+        ("[serving]\nport = [1, 2]\n", "'serving.port' must be a string"),
+        ("[store]\nmetadata = true\n", "'store.metadata' must be a string"),
+        ("[serving]\nprot = 1\n", "Did you mean"),
+    ],
+)
+def test_subsystem_sections_bad_values(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "shipyard.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, environ={})

@@ -39,6 +39,8 @@ from shipyard.core.errors import ConfigError
 __all__ = [
     "CONFIG_FILE",
     "HOME_FOLDER",
+    "SCHEMA",
+    "STRUCTURED_SECTIONS",
     "Config",
     "S3Config",
     "StoreConfig",
@@ -63,7 +65,33 @@ SCHEMA: dict[str, dict[str, str]] = {
         "endpoint_url": "S3-compatible endpoint (MinIO, moto, Ceph...); empty for AWS",
         "region": "S3 region",
     },
+    "features": {
+        "offline": "offline engine: duckdb (default) or spark",
+        "online": "online store: sqlite (default, under .shipyard/) or redis://HOST:PORT/DB",
+        "spark_master": "Spark master URL for the spark engine (default local[2])",
+    },
+    "serving": {
+        "host": "address to bind (default 127.0.0.1)",
+        "port": "port to listen on (default 8000)",
+        "api_key": "if set, requests must send it as the X-API-Key header",
+        "workers": "worker processes (default 1)",
+        "poll_seconds": "how often the service polls the registry for alias moves (default 2)",
+    },
+    "monitoring": {
+        "log_retention_days": "days to keep prediction log records (default 90)",
+        "log_mask": "comma-separated input columns whose values the prediction log masks",
+        "log_drop": "comma-separated input columns the prediction log does not store",
+    },
 }
+
+# Sections whose tables are free-form (nested, typed values): kept raw in
+# ``Config.sections`` and validated by the package that owns them.
+STRUCTURED_SECTIONS: dict[str, str] = {
+    "gates": "promotion gates per model ([gates.MODEL]); validated by shipyard.evaluation",
+}
+
+# Sections whose numbers and booleans may be written bare (port = 8000).
+_TYPED_SECTIONS = frozenset({"features", "serving", "monitoring"})
 
 _SCHEMES_METADATA = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
 _URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
@@ -94,6 +122,17 @@ class Config:
     config_file: Path | None = None
     origins: Mapping[str, str] = field(default_factory=dict)
     """For each ``section.key``: where its value came from (default, file, or env var)."""
+    values: Mapping[str, str] = field(default_factory=dict)
+    """Every configured ``section.key`` value (file or env), e.g. ``values["serving.port"]``."""
+    sections: Mapping[str, Any] = field(default_factory=dict)
+    """The raw tables of the structured sections (``STRUCTURED_SECTIONS``), e.g. ``gates``."""
+
+    def get(self, dotted: str, default: str | None = None) -> str | None:
+        """A configured value by ``section.key`` (``serving.port``), or ``default``."""
+        if dotted.split(".", 1)[0] not in SCHEMA:
+            raise ConfigError(f"Unknown configuration section in {dotted!r}.")
+        value = self.values.get(dotted)
+        return value if value not in (None, "") else default
 
     @property
     def home(self) -> Path:
@@ -110,7 +149,16 @@ class Config:
             if artifacts
             else self.store.artifacts,
         )
-        return Config(self.project_dir, self.name, store, self.s3, self.config_file, self.origins)
+        return Config(
+            self.project_dir,
+            self.name,
+            store,
+            self.s3,
+            self.config_file,
+            self.origins,
+            self.values,
+            self.sections,
+        )
 
 
 def find_project_dir(start: Path | None = None) -> Path:
@@ -138,7 +186,7 @@ def load_config(
     env = os.environ if environ is None else environ
     project = project_dir.resolve() if project_dir else find_project_dir()
     config_path = project / CONFIG_FILE
-    file_values = _read_file(config_path) if config_path.is_file() else {}
+    file_values, sections = _read_file(config_path) if config_path.is_file() else ({}, {})
 
     values: dict[str, str] = {}
     origins: dict[str, str] = {}
@@ -176,6 +224,8 @@ def load_config(
         ),
         config_file=config_path if config_path.is_file() else None,
         origins=origins,
+        values=values,
+        sections=sections,
     )
 
 
@@ -200,7 +250,7 @@ def _toml_string(value: str) -> str:
     return f'"{escaped}"'
 
 
-def _read_file(path: Path) -> dict[str, str]:
+def _read_file(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
     try:
         size = path.stat().st_size
         if size > _MAX_CONFIG_BYTES:
@@ -224,16 +274,23 @@ def _read_file(path: Path) -> dict[str, str]:
             f"{path} is not valid TOML: {exc}.",
             hint="Fix the line it names; `shipyard init` shows a valid example.",
         ) from exc
-    return _flatten(document, path)
+    structured = {name: document.pop(name) for name in STRUCTURED_SECTIONS if name in document}
+    for name, table in structured.items():
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"{path}: '{name}' must be a table ([{name}]), not a {type(table).__name__}."
+            )
+    return _flatten(document, path), structured
 
 
 def _flatten(document: dict[str, Any], path: Path) -> dict[str, str]:
     flat: dict[str, str] = {}
+    known_sections = [*SCHEMA, *STRUCTURED_SECTIONS]
     for section, table in document.items():
         if section not in SCHEMA:
             raise ConfigError(
-                f"{path}: unknown section [{section}].{_suggest(section, list(SCHEMA))}",
-                hint=f"Known sections: {', '.join(sorted(SCHEMA))}.",
+                f"{path}: unknown section [{section}].{_suggest(section, known_sections)}",
+                hint=f"Known sections: {', '.join(sorted(known_sections))}.",
             )
         if not isinstance(table, dict):
             raise ConfigError(
@@ -246,6 +303,10 @@ def _flatten(document: dict[str, Any], path: Path) -> dict[str, str]:
                     f"{path}: unknown key '{section}.{key}'.{_suggest(key, list(known))}",
                     hint=f"Keys of [{section}]: {', '.join(sorted(known))}.",
                 )
+            if section in _TYPED_SECTIONS and isinstance(value, bool):
+                value = "true" if value else "false"
+            elif section in _TYPED_SECTIONS and isinstance(value, int | float):
+                value = str(value)  # port = 8000: its owner parses and checks it
             if not isinstance(value, str):
                 raise ConfigError(
                     f"{path}: '{section}.{key}' must be a string, "
