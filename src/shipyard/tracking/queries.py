@@ -14,13 +14,15 @@ from one query per table for a whole batch of runs, never one query per run.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from shipyard.core.errors import AmbiguousReferenceError, NotFoundError
@@ -68,9 +70,11 @@ _PREFIX = re.compile(rf"[0-9a-f]{{{MIN_PREFIX},31}}")
 # Built once: SQLAlchemy then reuses their compiled form (the ids are one expanding param).
 _RUN_COLUMN_NAMES = tuple(f.name for f in fields(Run) if f.name in runs.c)
 """The run's own columns, id first (Run's field order)."""
-_RUNS_BY_ID = select(*(runs.c[name] for name in _RUN_COLUMN_NAMES)).where(
-    runs.c.id.in_(bindparam("ids", expanding=True))
-)
+_RUN_COLUMNS_SQL = ", ".join(f'"{name}"' for name in _RUN_COLUMN_NAMES)
+_RUNS_BY_ID_SQL = f"SELECT {_RUN_COLUMNS_SQL} FROM runs WHERE id IN ({{marks}})"  # noqa: S608 - our columns; the ids are bound
+_FIRST = operator.itemgetter(0)
+_PROCESSORS: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {}
+"""Converters of run columns' values, by dialect name (``_run_processors``)."""
 _INPUTS_OF_RUNS = (
     select(run_inputs)
     .where(run_inputs.c.run_id.in_(bindparam("ids", expanding=True)))
@@ -154,51 +158,82 @@ def load_runs(conn: Connection, run_ids: Sequence[str]) -> list[Run]:
 
 
 def _load(conn: Connection, run_ids: Sequence[str]) -> list[Run]:
-    """Existing runs among ``run_ids``, in that order (missing ones skipped)."""
+    """Existing runs among ``run_ids``, in that order (missing ones skipped).
+
+    Read through the driver's cursor: the values are plain, so SQLAlchemy's result
+    machinery (most of the time of loading a page of runs) is skipped; the run columns'
+    types still convert their values (``_run_processors``).
+    """
     loaded: dict[str, Run] = {}
-    for start in range(0, len(run_ids), _CHUNK):
-        chunk = run_ids[start : start + _CHUNK]
-        params = _key_values(conn, run_params, chunk)
-        tags = _key_values(conn, run_tags, chunk)
-        metrics = _key_values(conn, run_latest_metrics, chunk)
-        inputs: dict[str, list[DatasetInput]] = defaultdict(list)
-        for row in conn.execute(_INPUTS_OF_RUNS, {"ids": chunk}):
-            inputs[row.run_id].append(DatasetInput(row.dataset, row.version_id, row.role))
-        for row in conn.execute(_RUNS_BY_ID, {"ids": chunk}):
-            run_id = row[0]
-            loaded[run_id] = _run_from_row(
-                row, params[run_id], tags[run_id], metrics[run_id], inputs[run_id]
-            )
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    processors = _run_processors(conn)
+    # Keys in code point order, as Python sorts them (PostgreSQL's default collation may not).
+    collate = ' COLLATE "C"' if conn.dialect.name == "postgresql" else ""
+    cursor = conn.connection.cursor()
+    try:
+        for start in range(0, len(run_ids), _CHUNK):
+            chunk = tuple(run_ids[start : start + _CHUNK])
+            marks = ", ".join([mark] * len(chunk))
+            params = _key_values(cursor, run_params, marks, chunk, collate)
+            tags = _key_values(cursor, run_tags, marks, chunk, collate)
+            metrics = _key_values(cursor, run_latest_metrics, marks, chunk, collate, float)
+            inputs: dict[str, list[DatasetInput]] = defaultdict(list)
+            for row in conn.execute(_INPUTS_OF_RUNS, {"ids": list(chunk)}):
+                inputs[row.run_id].append(DatasetInput(row.dataset, row.version_id, row.role))
+            cursor.execute(_RUNS_BY_ID_SQL.format(marks=marks), chunk)
+            for row in cursor.fetchall():
+                values = dict(zip(_RUN_COLUMN_NAMES, row, strict=True))
+                for name, process in processors:
+                    values[name] = process(values[name])
+                run_id = values["id"]
+                loaded[run_id] = Run(
+                    **values,
+                    params=params.get(run_id, {}),
+                    tags=tags.get(run_id, {}),
+                    metrics=metrics.get(run_id, {}),
+                    inputs=tuple(inputs[run_id]),
+                )
+    finally:
+        cursor.close()
     return [loaded[run_id] for run_id in run_ids if run_id in loaded]
 
 
-def _key_values(conn: Connection, table: Any, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``{run_id: {key: value}}`` of a narrow table: one driver-level query (plain values
-    need none of SQLAlchemy's result processing; the ids are bound parameters)."""
-    values: dict[str, dict[str, Any]] = defaultdict(dict)
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    marks = ", ".join([mark] * len(run_ids))
-    sql = f'SELECT run_id, "key", value FROM {table.name} WHERE run_id IN ({marks})'  # noqa: S608 - our table name, bound ids
-    for run_id, key, value in conn.exec_driver_sql(sql, tuple(run_ids)).all():
-        values[run_id][key] = value
+def _key_values(
+    cursor: Any,
+    table: Table,
+    marks: str,
+    run_ids: Sequence[str],
+    collate: str,
+    convert: Callable[[Any], Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``{run_id: {key: value}}`` of a narrow table, keys sorted (one query, bound ids)."""
+    values: dict[str, dict[str, Any]] = {}
+    sql = (
+        f'SELECT run_id, "key", value FROM {table.name} WHERE run_id IN ({marks}) '  # noqa: S608 - our table name, bound ids
+        f'ORDER BY run_id, "key"{collate}'
+    )
+    cursor.execute(sql, run_ids)
+    for run_id, group in itertools.groupby(cursor.fetchall(), _FIRST):
+        if convert is None:
+            values[run_id] = {key: value for _, key, value in group}
+        else:  # metric values: SQLite holds NaN as text
+            values[run_id] = {key: convert(value) for _, key, value in group}
     return values
 
 
-def _run_from_row(
-    row: Sequence[Any],
-    params: Mapping[str, str],
-    tags: Mapping[str, str],
-    metrics: Mapping[str, float],
-    inputs: Iterable[DatasetInput],
-) -> Run:
-    """A run from a ``_RUNS_BY_ID`` row (its columns are ``_RUN_COLUMN_NAMES``)."""
-    return Run(
-        **dict(zip(_RUN_COLUMN_NAMES, row, strict=True)),
-        params=dict(sorted(params.items())),
-        tags=dict(sorted(tags.items())),
-        metrics={key: float(value) for key, value in sorted(metrics.items())},
-        inputs=tuple(inputs),
-    )
+def _run_processors(conn: Connection) -> list[tuple[str, Callable[[Any], Any]]]:
+    """The run columns whose values the driver returns in another form than the record's
+    (SQLite: timestamps as text, booleans as integers), with their types' converters."""
+    found = _PROCESSORS.get(conn.dialect.name)
+    if found is None:
+        found = []
+        for name in _RUN_COLUMN_NAMES:
+            column_type = runs.c[name].type.dialect_impl(conn.dialect)
+            process = column_type.result_processor(conn.dialect, None)
+            if process is not None:
+                found.append((name, process))
+        _PROCESSORS[conn.dialect.name] = found
+    return found
 
 
 # --- Metric histories, artifacts, environments -------------------------------------------

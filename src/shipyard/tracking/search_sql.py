@@ -125,6 +125,8 @@ class Driver:
     signature: tuple[Any, ...] = ()
     """What the term asks (table, key, operator, typed values): equal signatures match
     the same rows, so a count of them can be reused."""
+    term: int = 0
+    """Its position among the filter's top-level ``and`` terms (0 for a lone comparison)."""
 
     def run_ids(self) -> Select[str]:
         return select(self.table.c.run_id).where(self.condition)
@@ -148,8 +150,13 @@ def compile_filter(node: FilterNode | None, dialect: Dialect) -> CompiledFilter:
         return CompiledFilter(true(), ())
     terms = node.items if isinstance(node, And) else (node,)
     drivers = tuple(
-        Driver(_NARROW[term.field.kind], _narrow_condition(term, dialect), term_signature(term))
-        for term in terms
+        Driver(
+            _NARROW[term.field.kind],
+            _narrow_condition(term, dialect),
+            term_signature(term),
+            position,
+        )
+        for position, term in enumerate(terms)
         if isinstance(term, Comparison)
         and term.field.kind != "attribute"
         and term.op in _DRIVER_OPS

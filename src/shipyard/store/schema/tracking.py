@@ -4,7 +4,19 @@ Migrations: the ``tracking`` branch (``t0001``...) in ``store/migrations/version
 
 Search stays fast at 100k runs because filters on params, tags and final metrics hit
 narrow indexed tables (``run_params``, ``run_tags``, ``run_latest_metrics``) instead of
-scanning the full metric history in ``run_metrics``.
+scanning the full metric history in ``run_metrics``. Each is read two ways, and on
+SQLite both are one B-tree operation because the tables are ``WITHOUT ROWID`` (t0003):
+
+- a run's value of a key: the primary key ``(run_id, key)`` is the table itself, so
+  the value sits next to the key (a rowid table needs a second lookup, from the key's
+  index into the table);
+- the runs whose key has a value in a range: a ``WITHOUT ROWID`` table's indexes end
+  with its primary key, so ``(key, value)`` holds ``run_id`` and a term's runs come from
+  one index range without touching rows. (PostgreSQL plans by its own statistics, with
+  the same indexes.)
+
+Runs are walked newest first through ``(experiment_id, start_time, id, lifecycle)`` or
+``(start_time, id, lifecycle)``, which hold all a search's walk needs (t0003).
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ __all__ = [
     "runs",
 ]
 
-REVISION = "t0002"
+REVISION = "t0003"
 """The tip of the tracking migration branch; these tables match it."""
 
 ID = String(32)
@@ -92,10 +104,12 @@ runs = Table(
     Column("end_time", UtcDateTime(), nullable=True),
     Column("heartbeat_at", UtcDateTime(), nullable=False),
     Column("deleted_at", UtcDateTime(), nullable=True),
-    Index(None, "experiment_id", "start_time"),
+    # Search walks runs newest first in these; they cover the id and lifecycle (t0003), so
+    # the walk reads no rows of this (wide) table: scope, order and probes come from them.
+    Index(None, "experiment_id", "start_time", "id", "lifecycle"),
     Index(None, "parent_id"),
     Index(None, "status", "heartbeat_at"),
-    Index(None, "start_time"),  # t0002: newest-first searches across experiments
+    Index(None, "start_time", "id", "lifecycle"),  # searches across experiments (t0002)
 )
 
 run_params = Table(
@@ -105,7 +119,8 @@ run_params = Table(
     Column("key", String(256), nullable=False),
     Column("value", Text, nullable=False),
     PrimaryKeyConstraint("run_id", "key"),
-    Index(None, "key", "value"),
+    Index(None, "key", "value"),  # holds run_id too on SQLite (WITHOUT ROWID), see above
+    sqlite_with_rowid=False,  # t0003
 )
 """Params are immutable once logged: the same key with another value is an error."""
 
@@ -116,7 +131,8 @@ run_tags = Table(
     Column("key", String(256), nullable=False),
     Column("value", Text, nullable=False),
     PrimaryKeyConstraint("run_id", "key"),
-    Index(None, "key", "value"),
+    Index(None, "key", "value"),  # holds run_id too on SQLite (WITHOUT ROWID), see above
+    sqlite_with_rowid=False,  # t0003
 )
 
 run_metrics = Table(
@@ -142,7 +158,8 @@ run_latest_metrics = Table(
     Column("step", BigInteger, nullable=False),
     Column("timestamp", Float, nullable=False),
     PrimaryKeyConstraint("run_id", "key"),
-    Index(None, "key", "value"),
+    Index(None, "key", "value"),  # holds run_id too on SQLite (WITHOUT ROWID), see above
+    sqlite_with_rowid=False,  # t0003
 )
 """The value at the highest step (latest timestamp on ties) of each metric of each run:
 what search filters and sorts on, kept up to date in the same transaction as the history."""

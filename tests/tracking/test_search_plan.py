@@ -1,0 +1,240 @@
+"""How a search finds its runs: the three SQLite plans (scan, walk a set, drive) return
+exactly what a brute-force filter returns, page after page, on both backends; SQLite
+reads the covering keys of migration t0003; that migration keeps every row both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from shipyard.store.metadata import MetadataStore, open_metadata_store
+from shipyard.store.migrations import alembic_config
+from shipyard.tracking import queries
+from shipyard.tracking.records import Run
+from tests.tracking.fixtures import insert_experiment, insert_synthetic_runs, postgres_database
+
+RUNS = 2_000
+
+# (filter, page size, the plan SQLite's cost model picks at 2,000 runs)
+CASES = [
+    # Half the runs pass each term: a page is found within the newest ~400 runs, and
+    # the param's 1,000 runs are cheap to gather into a set first.
+    ("params.p0 = 'v0' and metrics.m0 > 0.5", 100, "walk"),
+    # A small page is found within the newest ~20 runs: probing them is cheapest.
+    ("params.p0 = 'v0' and metrics.m0 > 0.5", 5, "scan"),
+    # ~20 runs pass the metric term: start from them.
+    ("params.p0 = 'v0' and metrics.m0 > 0.99", 100, "drive"),
+    # One rare term: start from its ~40 runs.
+    ("metrics.m1 < 0.02", 10, "drive"),
+]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MetadataStore]:
+    if request.param == "sqlite":
+        uris: Iterator[str] = iter([f"sqlite:///{tmp_path_factory.mktemp('p') / 'm.db'}"])
+    else:
+        uris = postgres_database(request.getfixturevalue("postgres_admin_uri"))
+    uri = next(uris)
+    try:
+        with open_metadata_store(uri) as opened:
+            with opened.transaction() as conn:
+                experiment = insert_experiment(conn, "plans")
+                insert_synthetic_runs(
+                    conn, experiment, RUNS, params=2, metrics=2, tags=0, distinct_values=2
+                )
+            if opened.dialect == "postgresql":
+                # As autovacuum would: without statistics its planner takes every table
+                # for one row and may nest index range scans (seconds per page).
+                with opened.transaction() as conn:
+                    conn.exec_driver_sql("ANALYZE")
+            yield opened
+    finally:
+        for _ in uris:  # finishing the generator drops the PostgreSQL database
+            pass
+
+
+@pytest.fixture(scope="module")
+def everything(store: MetadataStore) -> list[Run]:
+    with store.connect() as conn:
+        return list(queries.search_runs(conn, max_results=RUNS).runs)  # newest first
+
+
+def brute_force(everything: list[Run], filter_string: str) -> list[str]:
+    """The runs ``filter_string`` (one of CASES') matches, newest first, in Python."""
+    terms = [term.split() for term in filter_string.split(" and ")]
+
+    def matches(run: Run) -> bool:
+        for field, op, literal in terms:
+            kind, key = field.split(".")
+            if kind == "params" and run.params.get(key) != literal.strip("'"):
+                return False
+            if kind == "metrics":
+                value, bound = run.metrics[key], float(literal)
+                if not (value > bound if op == ">" else value < bound):
+                    return False
+        return True
+
+    return [run.id for run in everything if matches(run)]
+
+
+def plan_of(statements: list[str]) -> str:
+    [page] = [s for s in statements if "AS sort_0" in s]
+    if "(+ runs.id) IN (SELECT" in page:
+        return "walk"
+    return "drive" if "runs.id IN (SELECT" in page else "scan"
+
+
+@pytest.mark.parametrize(("filter_string", "page_size", "plan"), CASES)
+def test_each_plan_pages_through_exactly_the_matching_runs(
+    store: MetadataStore, everything: list[Run], filter_string: str, page_size: int, plan: str
+) -> None:
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    found: list[str] = []
+    token = None
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        with store.connect() as conn:
+            while True:
+                statements.clear()
+                page = queries.search_runs(
+                    conn,
+                    filter_string=filter_string,
+                    max_results=page_size,
+                    page_token=token,
+                    count_total=token is None,
+                )
+                if token is None:
+                    first_plan, total = plan_of(statements), page.total
+                found.extend(run.id for run in page.runs)
+                token = page.next_page_token
+                if token is None:
+                    break
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    expected = brute_force(everything, filter_string)
+    assert 0 < len(expected) < RUNS
+    assert found == expected
+    assert total == len(expected)
+    if store.dialect == "sqlite":  # PostgreSQL plans by its own statistics
+        assert first_plan == plan
+
+
+def test_sqlite_walks_covering_indexes_and_probes_primary_keys(
+    store: MetadataStore,
+) -> None:
+    """The access path of a walk: runs from the covering (experiment, start time) index,
+    the param's runs from its (key, value) index (covering: it ends with the primary key
+    of a WITHOUT ROWID table) into a set, the metric
+    probed by primary key; no row of ``runs`` is read."""
+    if store.dialect != "sqlite":
+        pytest.skip("SQLite's access path (PostgreSQL plans by its own statistics)")
+    filter_string, page_size, _ = CASES[0]
+    statements: list[tuple[str, Any]] = []
+
+    def record(*args: Any) -> None:
+        statements.append((args[2], args[3]))
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        with store.connect() as conn:
+            experiment = conn.execute(sa.text("SELECT id FROM experiments")).scalar_one()
+            queries.search_runs(
+                conn,
+                experiment_ids=[experiment],
+                filter_string=filter_string,
+                max_results=page_size,
+            )
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    [(page, parameters)] = [
+        (statement, parameters) for statement, parameters in statements if "AS sort_0" in statement
+    ]
+    with store.connect() as conn:
+        plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + page, parameters)]
+    text = "\n".join(plan)
+    assert "USING COVERING INDEX ix_runs_experiment_id_start_time_id_lifecycle" in text, text
+    assert "LIST SUBQUERY" in text, text
+    assert "run_params USING COVERING INDEX ix_run_params_key_value" in text, text
+    assert "run_latest_metrics USING PRIMARY KEY (run_id=? AND key=?)" in text, text
+
+
+# --- Migration t0003 ------------------------------------------------------------------------
+
+
+def _migrate(store: MetadataStore, direction: str, revision: str) -> None:
+    from alembic import command
+
+    with store.transaction() as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        getattr(command, direction)(config, revision)
+
+
+def _rows(store: MetadataStore) -> dict[str, list[tuple[Any, ...]]]:
+    with store.connect() as conn:
+        return {
+            table: sorted(tuple(row) for row in conn.exec_driver_sql(f"SELECT * FROM {table}"))  # noqa: S608 - our table names
+            for table in ("runs", "run_params", "run_tags", "run_latest_metrics")
+        }
+
+
+def _shape(store: MetadataStore) -> tuple[set[str], set[str]]:
+    """Tracking index names, and the narrow tables that are ``WITHOUT ROWID`` (SQLite)."""
+    with store.connect() as conn:
+        inspector = sa.inspect(conn)
+        tables = ("runs", "run_params", "run_tags", "run_latest_metrics")
+        indexes = {index["name"] for table in tables for index in inspector.get_indexes(table)}
+        without_rowid: set[str] = set()
+        if store.dialect == "sqlite":
+            for name, sql in conn.exec_driver_sql("SELECT name, sql FROM sqlite_master"):
+                if name in tables and "WITHOUT ROWID" in (sql or ""):
+                    without_rowid.add(name)
+    return {name for name in indexes if name}, without_rowid
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migration_t0003_keeps_every_row_up_and_down(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    uri = (
+        f"sqlite:///{tmp_path / 'm.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_uri")
+    )
+    with open_metadata_store(uri, migrate=False) as store:
+        _migrate(store, "upgrade", "t0002")
+        with store.transaction() as conn:
+            experiment = insert_experiment(conn, "m")
+            insert_synthetic_runs(conn, experiment, 30, params=3, metrics=2, tags=2)
+        before = _rows(store)
+        old_indexes, old_without = _shape(store)
+        assert "ix_run_params_key_value" in old_indexes and not old_without
+
+        _migrate(store, "upgrade", "t0003")
+        assert _rows(store) == before
+        indexes, without_rowid = _shape(store)
+        assert indexes == old_indexes - {
+            "ix_runs_experiment_id_start_time",
+            "ix_runs_start_time",
+        } | {"ix_runs_experiment_id_start_time_id_lifecycle", "ix_runs_start_time_id_lifecycle"}
+        if backend == "sqlite":
+            assert without_rowid == {"run_params", "run_tags", "run_latest_metrics"}
+        with store.connect() as conn:  # the migrated tables answer a search
+            page = queries.search_runs(conn, filter_string="params.p0 = 'v1'", max_results=50)
+        assert {run.params["p0"] for run in page.runs} == {"v1"}
+
+        _migrate(store, "downgrade", "t0002")
+        assert _rows(store) == before
+        assert _shape(store) == (old_indexes, old_without)
