@@ -9,6 +9,7 @@
   shipyard datasets diff credit@v1 credit@v2
   shipyard datasets lineage credit@v2    shipyard datasets status [images]
   shipyard datasets export credit@v2 out/credit.csv
+  shipyard datasets copy credit@v2 --to postgresql://me@db/shipyard --to s3://bucket/prod
 """
 
 from __future__ import annotations
@@ -21,17 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from shipyard.cli.datasets_output import fmt, print_report, print_result, print_version
+from shipyard.cli.datasets_sources import JSON_OPTION, parse_tags, source_of, source_options
 from shipyard.cli.output import config_from_context, console, print_json, print_table
 
 if TYPE_CHECKING:
     from shipyard.data.client import DatasetClient
     from shipyard.data.ingestion import StageProgress
-    from shipyard.data.records import DatasetVersion, IngestResult
-    from shipyard.data.report import ContractReport
 
 __all__ = ["datasets_group"]
 
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 _STAGES = {
     "infer": "inferring types",
     "read": "reading",
@@ -39,7 +39,6 @@ _STAGES = {
     "store": "storing",
     "hash": "hashing",
 }
-_SHOWN_VIOLATIONS = 20
 
 
 @click.group("datasets")
@@ -82,94 +81,10 @@ def _progress(enabled: bool) -> Iterator[StageProgress | None]:
         yield update
 
 
-def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
-    from shipyard.core.errors import ConfigError
-
-    parsed = {}
-    for tag in tags:
-        key, sep, value = tag.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"Tag {tag!r} is not KEY=VALUE.", hint="e.g. --tag source=crm")
-        parsed[key] = value
-    return parsed
-
-
-def _source(
-    paths: tuple[str, ...],
-    source_format: str | None,
-    delimiter: str | None,
-    encoding: str | None,
-    max_row_bytes: int | None,
-    sql: str | None,
-    database: str | None,
-) -> Any:
-    from shipyard.core.errors import ConfigError
-    from shipyard.data.sources import source_from
-    from shipyard.data.sources_sql import SqlSource
-
-    if sql is not None or database is not None:
-        if not sql or not database or paths:
-            raise ConfigError(
-                "A SQL source needs --sql QUERY and --database URI, and no paths.",
-                hint='e.g. --sql "SELECT * FROM customers" --database postgresql://me@db/crm',
-            )
-        return SqlSource(sql, database)
-    if not paths:
-        raise ConfigError("Name the data to read: a file, folder or glob, or --sql/--database.")
-    options: dict[str, Any] = {}
-    if delimiter is not None:
-        options["delimiter"] = "\t" if delimiter in ("\\t", "tab") else delimiter
-    if encoding is not None:
-        options["encoding"] = encoding
-    if max_row_bytes is not None:
-        options["max_row_bytes"] = max_row_bytes
-    spec: Any = paths[0] if len(paths) == 1 else list(paths)
-    return source_from(spec, format=source_format, **options)
-
-
-def _source_options(command: Any) -> Any:
-    options = [
-        click.option(
-            "--contract",
-            "contract_path",
-            type=click.Path(dir_okay=False),
-            help="Contract file (.toml, .yaml, .json).",
-        ),
-        click.option(
-            "--format",
-            "source_format",
-            type=click.Choice(["csv", "parquet", "jsonl"]),
-            help="Format of the files (default: from the extension).",
-        ),
-        click.option("--delimiter", help="CSV field separator (default ','; 'tab' for tabs)."),
-        click.option(
-            "--encoding", help="Text encoding of CSV files (default utf-8), e.g. latin-1."
-        ),
-        click.option(
-            "--max-row-bytes",
-            type=click.IntRange(min=1024),
-            help="Largest CSV row accepted (default 8 MiB).",
-        ),
-        click.option("--sql", help="Read the rows of this query (with --database)."),
-        click.option(
-            "--database", metavar="URI", help="SQLAlchemy URI of the database --sql runs on."
-        ),
-        click.option(
-            "--quarantine-out",
-            type=click.Path(dir_okay=False),
-            help="Also write the quarantined rows to this Parquet file.",
-        ),
-        _JSON,
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
 @datasets_group.command("ingest")
 @click.argument("name")
 @click.argument("paths", nargs=-1)
-@_source_options
+@source_options
 @click.option(
     "--files",
     "as_files",
@@ -213,7 +128,7 @@ def ingest_command(
     from shipyard.data.errors import ContractFailed
 
     validate_name(name, what="dataset name")
-    tag_values = _parse_tags(tags)
+    tag_values = parse_tags(tags)
     if as_files:
         if len(paths) != 1 or contract_path or sql:
             raise ConfigError("--files versions exactly one file or folder (no contract, no SQL).")
@@ -233,10 +148,10 @@ def ingest_command(
                 progress=progress,
                 read_ahead=early.result(),
             )
-        _print_result(result, as_json)
+        print_result(result, as_json)
         return
     contract = load_contract(contract_path) if contract_path else None
-    source = _source(paths, source_format, delimiter, encoding, max_row_bytes, sql, database)
+    source = source_of(paths, source_format, delimiter, encoding, max_row_bytes, sql, database)
     with _client(ctx) as client, _progress(not as_json) as progress:
         try:
             result = client.ingest(
@@ -252,14 +167,14 @@ def ingest_command(
             if as_json:
                 print_json({"version": None, "created": False, "report": failure.report.to_dict()})
             else:
-                _print_report(failure.report)
+                print_report(failure.report)
             raise
-    _print_result(result, as_json)
+    print_result(result, as_json)
 
 
 @datasets_group.command("check")
 @click.argument("paths", nargs=-1)
-@_source_options
+@source_options
 @click.pass_context
 def check_command(
     ctx: click.Context,
@@ -278,94 +193,22 @@ def check_command(
     from shipyard.data.contracts import load_contract
 
     contract = load_contract(contract_path) if contract_path else None
-    source = _source(paths, source_format, delimiter, encoding, max_row_bytes, sql, database)
+    source = source_of(paths, source_format, delimiter, encoding, max_row_bytes, sql, database)
     with _client(ctx) as client, _progress(not as_json) as progress:
         report = client.check(source, contract, quarantine_path=quarantine_out, progress=progress)
     if as_json:
         print_json(report.to_dict())
     else:
-        _print_report(report)
+        print_report(report)
         verdict = "passes" if report.passed else "FAILS"
         console().print(f"The data {verdict} its contract: {report.summary()}.", markup=False)
     if not report.passed:
         raise click.exceptions.Exit(1)
 
 
-def _print_result(result: IngestResult, as_json: bool) -> None:
-    version = result.version
-    if as_json:
-        print_json(
-            {
-                "version": version.to_dict(),
-                "created": result.created,
-                "report": result.report.to_dict(),
-                "notes": list(result.notes),
-            }
-        )
-        return
-    if version.kind == "table":
-        _print_report(result.report)
-    what = (
-        f"{version.num_rows:,} rows, {len(version.schema)} columns"
-        if version.kind == "table"
-        else f"{version.num_rows:,} files, {version.num_bytes:,} bytes"
-    )
-    # Plain lines (click.echo): a file version's command stays free of rich's import.
-    if result.created:
-        click.echo(f"Created {version.reference}: {what}; content {version.short_id}.")
-    else:
-        click.echo(
-            f"Unchanged: the content is {version.reference}'s ({version.short_id}); no new version."
-        )
-    for note in result.notes:
-        click.echo(f"note: {note}")
-
-
-def _print_report(report: ContractReport) -> None:
-    out = console()
-    out.print(report.summary() + ".", markup=False)
-    if report.rule_counts:
-        print_table(
-            "Quarantined rows by rule",
-            ["rule", "column", "rows"],
-            [(c.rule, c.column or "", f"{c.count:,}") for c in report.rule_counts],
-        )
-    if report.violations:
-        shown = report.violations[:_SHOWN_VIOLATIONS]
-        print_table(
-            f"First {len(shown)} of {report.rows_quarantined:,} quarantined rows",
-            ["file", "row", "column", "value", "rule", "problem"],
-            [
-                (
-                    Path(v.file).name if v.file else "",
-                    v.row if v.row is not None else "",
-                    v.column or "",
-                    "null" if v.value is None else v.value,
-                    v.rule,
-                    v.message,
-                )
-                for v in shown
-            ],
-        )
-    if report.dataset_rules:
-        print_table(
-            "Dataset rules",
-            ["rule", "severity", "result", "detail"],
-            [
-                (
-                    r.rule,
-                    r.severity,
-                    "pass" if r.passed else "FAIL",
-                    "; ".join([r.detail, *r.examples]),
-                )
-                for r in report.dataset_rules
-            ],
-        )
-
-
 @datasets_group.command("list")
 @click.argument("name", required=False)
-@_JSON
+@JSON_OPTION
 @click.pass_context
 def list_command(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """List datasets, or the versions of NAME (newest first)."""
@@ -427,7 +270,7 @@ def list_command(ctx: click.Context, name: str | None, as_json: bool) -> None:
 
 @datasets_group.command("show")
 @click.argument("reference")
-@_JSON
+@JSON_OPTION
 @click.pass_context
 def show_command(ctx: click.Context, reference: str, as_json: bool) -> None:
     """Show a version: where it came from, its schema and column statistics."""
@@ -439,7 +282,7 @@ def show_command(ctx: click.Context, reference: str, as_json: bool) -> None:
     if as_json:
         print_json({**version.to_dict(), "profile": profile})
         return
-    _print_version(version)
+    print_version(version)
     if profile is not None:
         columns = profile["columns"]
         rows = []
@@ -450,11 +293,11 @@ def show_command(ctx: click.Context, reference: str, as_json: bool) -> None:
                     column.name,
                     column.type,
                     "" if column.nullable else "not null",
-                    _fmt(stats.get("nulls")),
-                    _fmt(stats.get("distinct")),
-                    _fmt(stats.get("min")),
-                    _fmt(stats.get("max")),
-                    _fmt(stats.get("mean")),
+                    fmt(stats.get("nulls")),
+                    fmt(stats.get("distinct")),
+                    fmt(stats.get("min")),
+                    fmt(stats.get("max")),
+                    fmt(stats.get("mean")),
                 )
             )
         print_table(
@@ -462,47 +305,11 @@ def show_command(ctx: click.Context, reference: str, as_json: bool) -> None:
         )
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:,.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def _print_version(version: DatasetVersion) -> None:
-    source = dict(version.source)
-    facts = [
-        ("version", version.reference),
-        ("content id", version.content_id),
-        ("kind", version.kind),
-        ("rows" if version.kind == "table" else "files", f"{version.num_rows:,}"),
-        ("stored bytes", f"{version.num_bytes:,}"),
-        ("quarantined rows", f"{version.quarantined_rows:,}"),
-        (
-            "source",
-            f"{source.get('kind', '')} {source.get('display') or source.get('path') or ''}".strip(),
-        ),
-        ("created", f"{version.created_at.isoformat(timespec='seconds')} by {version.created_by}"),
-    ]
-    if version.tags:
-        facts.append(("tags", " ".join(f"{k}={v}" for k, v in version.tags.items())))
-    if version.aliases:
-        facts.append(("aliases", " ".join(version.aliases)))
-    facts.extend(
-        (f"input {e.input_name}", f"{e.dataset}@v{e.number} ({e.content_id[7:19]})")
-        for e in version.upstream
-    )
-    print_table(None, ["", ""], facts)
-
-
 @datasets_group.command("diff")
 @click.argument("a")
 @click.argument("b")
 @click.option("--key", "keys", multiple=True, help="Match rows by this key column (repeatable).")
-@_JSON
+@JSON_OPTION
 @click.pass_context
 def diff_command(ctx: click.Context, a: str, b: str, keys: tuple[str, ...], as_json: bool) -> None:
     """What changed from version A to version B: schema, rows, statistics."""
@@ -541,13 +348,13 @@ def diff_command(ctx: click.Context, a: str, b: str, keys: tuple[str, ...], as_j
         print_table(
             "Statistics",
             ["column", "statistic", "before", "after"],
-            [(s.column, s.statistic, _fmt(s.before), _fmt(s.after)) for s in result.stat_changes],
+            [(s.column, s.statistic, fmt(s.before), fmt(s.after)) for s in result.stat_changes],
         )
 
 
 @datasets_group.command("lineage")
 @click.argument("reference")
-@_JSON
+@JSON_OPTION
 @click.pass_context
 def lineage_command(ctx: click.Context, reference: str, as_json: bool) -> None:
     """Where a version came from: its source and the versions it was derived from."""
@@ -595,7 +402,7 @@ def lineage_command(ctx: click.Context, reference: str, as_json: bool) -> None:
 @datasets_group.command("status")
 @click.argument("name", required=False)
 @click.option("--path", type=click.Path(), help="Compare this folder instead of the versioned one.")
-@_JSON
+@JSON_OPTION
 @click.pass_context
 def status_command(ctx: click.Context, name: str | None, path: str | None, as_json: bool) -> None:
     """What changed in file datasets' folders since their latest versions (exit 1 if any)."""
@@ -667,3 +474,82 @@ def alias_command(ctx: click.Context, reference: str, alias: str) -> None:
     with _client(ctx) as client:
         version = client.set_alias(reference, alias)
     console().print(f"{version.dataset}@{alias} -> {version.reference}.", markup=False)
+
+
+@datasets_group.command("copy")
+@click.argument("reference")
+@click.option(
+    "--to",
+    "targets",
+    multiple=True,
+    required=True,
+    metavar="URI",
+    help="Target store; repeat for both. A database URI (postgresql://, sqlite:///) names "
+    "the metadata store; a folder or s3:// URI the artifact store. A store not named is "
+    "this project's own.",
+)
+@click.option("--s3-endpoint-url", help="Endpoint of the target S3 service (default: [s3]).")
+@JSON_OPTION
+@click.pass_context
+def copy_command(
+    ctx: click.Context,
+    reference: str,
+    targets: tuple[str, ...],
+    s3_endpoint_url: str | None,
+    as_json: bool,
+) -> None:
+    """Copy one version (its record and every blob, verified) to other stores.
+
+    \b
+    Examples:
+      shipyard datasets copy credit@v2 --to postgresql://me@db/shipyard --to s3://bucket/prod
+      shipyard datasets copy images@latest --to sqlite:///../prod/.shipyard/metadata.db \\
+          --to ../prod/.shipyard/artifacts
+    The source is not changed; a version whose content the target already holds is not
+    copied again. To move a whole project, use `shipyard store migrate`.
+    """
+    import dataclasses
+
+    from shipyard.cli.store import _DATABASE_URI
+    from shipyard.core.errors import ConfigError
+    from shipyard.core.references import parse_reference
+    from shipyard.data.exports import copy_version
+    from shipyard.store.metadata import mask_password
+
+    parse_reference(reference)  # a malformed reference fails before any store opens
+    config = config_from_context(ctx)
+    metadata_to = [uri for uri in targets if _DATABASE_URI.match(uri)]
+    artifacts_to = [uri for uri in targets if not _DATABASE_URI.match(uri)]
+    if len(metadata_to) > 1 or len(artifacts_to) > 1:
+        raise ConfigError(
+            f"--to names {len(metadata_to)} databases and {len(artifacts_to)} artifact stores.",
+            hint="Give at most one database URI and one artifact store URI.",
+        )
+    target = config.with_store(
+        metadata=metadata_to[0] if metadata_to else None,
+        artifacts=artifacts_to[0] if artifacts_to else None,
+    )
+    if s3_endpoint_url:
+        target = dataclasses.replace(
+            target, s3=dataclasses.replace(target.s3, endpoint_url=s3_endpoint_url)
+        )
+    if target.store == config.store:
+        raise ConfigError(
+            "The target stores are the project's current stores.",
+            hint="Name at least one other store with --to.",
+        )
+    with _client(ctx) as client:
+        copied = copy_version(reference, client, target)
+    if as_json:
+        print_json(
+            {
+                "version": copied.to_dict(),
+                "metadata": mask_password(target.store.metadata),
+                "artifacts": target.store.artifacts,
+            }
+        )
+        return
+    click.echo(
+        f"{reference} is {copied.reference} in {mask_password(target.store.metadata)} and "
+        f"{target.store.artifacts} (content {copied.short_id}; blobs verified)."
+    )

@@ -160,26 +160,17 @@ def copy_version(
     own_target = isinstance(target, Config)
     src = DatasetClient.open(source) if isinstance(source, Config) else source
     try:
+        # Resolve the version first: a wrong reference must not create the target stores.
+        version = src.get_version(reference)
         dst = DatasetClient.open(target) if isinstance(target, Config) else target
         try:
-            version = src.get_version(reference)
+            blobs = _all_blobs(src, version)
+            # Blobs first, even when the target's catalog already holds this content: a
+            # target that shares the catalog but not the artifact store still needs them.
+            _copy_blobs(src, dst, blobs)
             for existing in _versions_or_empty(dst, version.dataset):
                 if existing.content_id == version.content_id:
                     return existing
-            blobs = _all_blobs(src, version)
-            with tempfile.TemporaryDirectory(prefix="shipyard-copy-") as scratch:
-                for blob_id, _ in blobs:
-                    content_id = ContentId(blob_id)
-                    if dst.stores.artifacts.exists(content_id):
-                        continue
-                    local = src.stores.artifacts.get_file(content_id, Path(scratch) / "blob")
-                    stored = dst.stores.artifacts.put_file(local)
-                    local.unlink()
-                    if stored != content_id:
-                        raise IntegrityError(
-                            f"Blob {blob_id} was stored as {stored} in {dst.stores.artifacts.uri}.",
-                            hint="The source blob changed while it was copied; copy again.",
-                        )
             return catalog.insert_version(
                 dst.stores.metadata,
                 version.dataset,
@@ -209,6 +200,23 @@ def copy_version(
     finally:
         if own_source:
             src.close()
+
+
+def _copy_blobs(src: DatasetClient, dst: DatasetClient, blobs: list[tuple[str, str]]) -> None:
+    """Copy the blobs the target lacks, verified on read and by their id on write."""
+    with tempfile.TemporaryDirectory(prefix="shipyard-copy-") as scratch:
+        for blob_id, _ in blobs:
+            content_id = ContentId(blob_id)
+            if dst.stores.artifacts.exists(content_id):
+                continue
+            local = src.stores.artifacts.get_file(content_id, Path(scratch) / "blob")
+            stored = dst.stores.artifacts.put_file(local)
+            local.unlink()
+            if stored != content_id:
+                raise IntegrityError(
+                    f"Blob {blob_id} was stored as {stored} in {dst.stores.artifacts.uri}.",
+                    hint="The source blob changed while it was copied; copy again.",
+                )
 
 
 def _versions_or_empty(client: DatasetClient, name: str) -> list[DatasetVersion]:

@@ -25,7 +25,6 @@ import sqlite3
 import stat as stat_module
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 from shipyard.core.config import Config
 from shipyard.core.ids import content_id_of_bytes
 from shipyard.data.errors import SourceError
-from shipyard.data.statcache import StatCache
+from shipyard.data.statcache import StatCache, raw_matches
 
 __all__ = [
     "FileStatus",
@@ -223,6 +222,8 @@ def hash_any(found: Found) -> str:
 def hash_files(items: list[Found]) -> list[str]:
     """Content ids of files: large ones in threads (hashing releases the GIL), small ones
     in this thread (threads reading 1 KiB files only fight over the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor  # here: a clean status needs no threads
+
     large = [item for item in items if item.stat.st_size >= SMALL_FILE]
     with ThreadPoolExecutor(THREADS) as pool:
         pending = {item.path: pool.submit(hash_large, item) for item in large}
@@ -244,6 +245,8 @@ class Prehash:
     """
 
     def __init__(self, root: Path, cache: StatCache, *, large: bool = True) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self._pool = ThreadPoolExecutor(THREADS)
         self._large = large
         self._future = self._pool.submit(self._run, Path(os.path.abspath(root)), cache)
@@ -299,7 +302,7 @@ def compare(
 ) -> FileStatus:
     """Compare ``root`` with a version's files (``rel -> (size, content id)``)."""
     found = walk(root)
-    cached = cache.load(root)
+    cached = cache.load_raw(root)
     result = _Comparison()
     to_hash: list[Found] = []
     for item in found:
@@ -310,8 +313,8 @@ def compare(
             result.modified.append(item.rel)
         else:
             hit = cached.get(item.path)
-            if hit is not None and hit.matches(item.stat):
-                if hit.content_id == entry[1]:
+            if hit is not None and raw_matches(hit, item.stat):
+                if hit[3] == entry[1]:
                     result.unchanged += 1
                 else:
                     result.modified.append(item.rel)

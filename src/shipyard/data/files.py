@@ -8,10 +8,11 @@ stored. Storage is built for speed at both ends of the scale:
 - small files (under ``SMALL_FILE``) are packed together into pack blobs, so 10,000
   files cost a few writes, not 10,000 (an unchanged file keeps pointing into the pack of
   an earlier version: no copy);
-- a large file is its own blob, stored by a hard link into a local artifact store when
-  ``link="auto"`` or ``"hardlink"`` and the store is on the same filesystem (no copy:
-  the file becomes read-only, like every blob, since it now *is* the blob; edit a copy,
-  or pass ``link="copy"``), else streamed by the store's ``put_file``;
+- a large file is its own blob, stored by the local artifact store's link mode
+  (``put_file(path, link=True)``: a hard link, no copy) when ``link="auto"`` or
+  ``"hardlink"`` and the store is on the same filesystem (the file becomes read-only,
+  like every blob, since it now *is* the blob; edit a copy, or pass ``link="copy"``),
+  else streamed by the store's ``put_file``;
 - hashes are computed in threads, and remembered in a stat cache (``statcache``), so
   ``status`` on an unchanged folder hashes nothing.
 
@@ -25,8 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import stat as stat_module
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -156,30 +155,6 @@ class _Packer:
         self._file = None
 
 
-def _link_into_store(store: LocalArtifactStore, found: Found, blob_id: str) -> bool:
-    """Hard-link a file into the store as blob ``blob_id``; False if it cannot be linked."""
-    final = store.path_of(ContentId(blob_id))
-    if final.exists():
-        return True
-    temp_dir = store.root / "tmp"
-    temp_dir.mkdir(parents=True, exist_ok=True)
-    temp = temp_dir / f"link-{secrets.token_hex(12)}.part"
-    try:
-        os.link(found.path, temp)
-    except OSError:
-        return False  # another filesystem, or links not allowed: the caller copies
-    try:
-        now = temp.stat()
-        if not same_stat(now, found.stat):
-            raise changed_error(found.path)
-        os.chmod(temp, stat_module.S_IMODE(now.st_mode) & ~0o222)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(temp, final)
-    finally:
-        temp.unlink(missing_ok=True)
-    return True
-
-
 def version_files(
     client: DatasetClient,
     name: str,
@@ -268,21 +243,24 @@ def version_files(
         entries += [FileEntry(rel, size, cid, *packed[cid]) for rel, size, cid in duplicates]
 
         def store_large(item: Found) -> tuple[str, bool]:
-            if linking:
+            if linking and local is not None:
                 early = early_reads.get(item.path)
                 if early is not None and same_stat(early[0], item.stat):
-                    cid = early[1]
+                    cid = ContentId(early[1])
                 else:
-                    cid = hash_large(item)
-                if artifacts.exists(ContentId(cid)):
+                    cid = ContentId(hash_large(item))
+                if local.exists(cid):
                     return cid, False
-                if local is not None and _link_into_store(local, item, cid):
-                    return cid, True
-            stored = artifacts.put_file(Path(item.path))
+                # The store links the file as the blob (or copies it if it cannot), keeping
+                # the link only if the file's stat is still the one it was hashed under.
+                stored = local.put_file(Path(item.path), link=True, hashed_as=(cid, item.stat))
+            else:
+                stored = artifacts.put_file(Path(item.path))
             after = os.stat(item.path)
             if not same_stat(after, item.stat):
                 raise changed_error(item.path)
-            return stored, False
+            was_linked = local is not None and after.st_ino == _inode(local.path_of(stored))
+            return stored, was_linked
 
         for item, (cid, was_linked) in zip(
             large_new, pool.map(store_large, large_new), strict=True
@@ -338,6 +316,13 @@ def version_files(
         report_blob=None,
     )
     return IngestResult(version, report, created=True, notes=tuple(notes))
+
+
+def _inode(path: Path) -> int:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return -1
 
 
 def _batches(items: list[Found]) -> Iterator[list[Found]]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CachedStat", "StatCache"]
+__all__ = ["CachedStat", "StatCache", "raw_matches"]
 
 RACY_SECONDS = 2.0
 _SCHEMA = (
@@ -47,6 +47,13 @@ class CachedStat:
             and stat.st_mtime_ns == self.mtime_ns
             and stat.st_ino == self.inode
         )
+
+
+def raw_matches(entry: list[Any], stat: os.stat_result) -> bool:
+    """Whether a ``load_raw`` entry still describes the file ``stat`` describes."""
+    return bool(
+        entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns and entry[2] == stat.st_ino
+    )
 
 
 class StatCache:
@@ -87,6 +94,27 @@ class StatCache:
                 size, mtime_ns, inode, content_id = value
                 cached[path] = CachedStat(int(size), int(mtime_ns), int(inode), str(content_id))
         return cached
+
+    def load_raw(self, root: Path) -> dict[str, list[Any]]:
+        """The cached files of ``root`` as ``path -> [size, mtime_ns, inode, content id]``
+        lists, unconverted: ``status`` compares 10,000 of them, where building a
+        ``CachedStat`` each costs more than the comparisons. Malformed entries are left
+        out; use ``raw_matches`` to compare one with a stat."""
+        if not self._path.exists():
+            return {}
+        try:
+            conn = self._connect()
+            try:
+                entries = self._read(conn, str(root))
+            finally:
+                conn.close()
+        except (sqlite3.Error, ValueError):
+            return {}
+        return {
+            path: value
+            for path, value in entries.items()
+            if type(value) is list and len(value) == 4 and type(value[3]) is str
+        }
 
     def store(self, root: Path, entries: Iterable[tuple[str, os.stat_result, str]]) -> None:
         """Remember (path, stat, content id) of files under ``root`` not modified in the

@@ -3,7 +3,8 @@
 A write streams into a temporary file in ``root/tmp/`` (same filesystem, so the final
 rename is atomic), fsyncs it, then ``os.replace``-s it into ``blobs/``: a reader sees the
 whole blob or none, and a crash leaves at most a stale temporary that
-``clean_temporary`` (run by ``store.gc.collect_garbage``) removes.
+``clean_temporary`` (run by ``store.gc.collect_garbage``) removes. ``put_file(path,
+link=True)`` stores a file by hard link instead of a copy (the file becomes the blob).
 
 Example::
 
@@ -18,13 +19,15 @@ import errno
 import hashlib
 import os
 import re
+import secrets
+import stat as stat_module
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
-from shipyard.core.errors import BackendUnavailableError
+from shipyard.core.errors import BackendUnavailableError, IntegrityError, NotFoundError
 from shipyard.core.ids import ContentId, content_id_of_bytes
 from shipyard.store.artifacts import BlobInfo
 from shipyard.store.artifacts_blobs import (
@@ -95,14 +98,92 @@ class LocalArtifactStore:
             return blob_id
         return self._write_blob([data])
 
-    def put_file(self, path: Path) -> ContentId:
-        """Store a file's bytes, streamed in 1 MiB chunks; return its content id.
+    def put_file(
+        self,
+        path: Path,
+        *,
+        link: bool = False,
+        hashed_as: tuple[ContentId, os.stat_result] | None = None,
+    ) -> ContentId:
+        """Store a file's bytes; return its content id.
 
-        The bytes are hashed while they are copied to a temporary file; if that blob is
-        already stored, the copy is dropped and the stored blob is left as it is.
+        **Copy mode** (the default): the bytes are streamed in 1 MiB chunks, hashed while
+        they are copied to a temporary file; if that blob is already stored, the copy is
+        dropped and the stored blob is left as it is.
+
+        **Link mode** (``link=True``): the file itself becomes the blob, by a hard link
+        into the store, with no copy (the way DVC's ``cache.type hardlink`` works). The
+        file is made read-only, since it now *is* the stored bytes: edit a copy, never the
+        file in place (an in-place edit would surface as an ``IntegrityError`` on the
+        next read of the blob). The store hashes the file first, unless the caller has
+        already: ``hashed_as=(content_id, stat)`` gives the id and the ``os.stat`` of the
+        file when it was hashed, and the link is kept only if the linked file's size,
+        mtime and inode still match (else ``IntegrityError``, nothing stored). The file is
+        fsynced and the rename made durable, as in copy mode. When the file cannot be
+        linked (another filesystem, links not permitted) it is copied instead.
+
+        >>> blob = store.put_file(Path("weights.bin"), link=True)
+        >>> store.path_of(blob).samefile("weights.bin")
+        True
         """
-        with open_source_file(Path(path)) as source:
+        path = Path(path)
+        if link:
+            linked = self._link_file(path, hashed_as)
+            if linked is not None:
+                return linked
+        with open_source_file(path) as source:
             return self._write_blob(iter(lambda: source.read(CHUNK_SIZE), b""))
+
+    def _link_file(
+        self, path: Path, hashed_as: tuple[ContentId, os.stat_result] | None
+    ) -> ContentId | None:
+        """Link mode of ``put_file``; None if the file cannot be hard-linked here."""
+        if hashed_as is None:
+            with open_source_file(path) as source:
+                before = os.fstat(source.fileno())
+                # A BufferedReader, typed IO[bytes]: file_digest reads it in C without the GIL.
+                digest = hashlib.file_digest(source, "sha256")  # type: ignore[arg-type]
+            hashed_as = (ContentId("sha256:" + digest.hexdigest()), before)
+        blob_id, hashed_stat = hashed_as
+        if self._refresh(blob_id):
+            return blob_id  # already stored: leave the caller's file as it is
+        with self._writing():
+            self._tmp.mkdir(parents=True, exist_ok=True)
+        temp = self._tmp / f"link-{secrets.token_hex(12)}.part"
+        try:
+            os.link(path, temp)
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"File {path} does not exist, so it cannot be stored.", hint="Check the path."
+            ) from exc
+        except OSError:
+            return None  # another filesystem, or links not allowed: the caller copies
+        try:
+            now = os.stat(temp)
+            if (now.st_size, now.st_mtime_ns, now.st_ino) != (
+                hashed_stat.st_size,
+                hashed_stat.st_mtime_ns,
+                hashed_stat.st_ino,
+            ):
+                raise IntegrityError(
+                    f"{path} changed after it was hashed, so it was not stored.",
+                    hint="Store it again once nothing writes to it.",
+                )
+            with self._writing():
+                os.chmod(temp, stat_module.S_IMODE(now.st_mode) & ~0o222)
+                fd = os.open(temp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                final = self.path_of(blob_id)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(temp, final)
+            _fsync_directory(final.parent)
+            return blob_id
+        finally:
+            with suppress(OSError):
+                temp.unlink()
 
     def _write_blob(self, chunks: Iterable[bytes]) -> ContentId:
         fd, temp = self._new_temporary()
