@@ -17,7 +17,12 @@ Timestamps are ``UtcDateTime``: timezone-aware UTC ``datetime`` values on every 
 
 from __future__ import annotations
 
+from shipyard.store.schema import alerts as alerts_schema
 from shipyard.store.schema import datasets, foundation, pipelines, tracking
+from shipyard.store.schema import features as features_schema
+from shipyard.store.schema import loop as loop_schema
+from shipyard.store.schema import models as models_schema
+from shipyard.store.schema import monitoring as monitoring_schema
 from shipyard.store.schema._base import NAMING_CONVENTION, UtcDateTime, metadata, utc_now
 from shipyard.store.schema.foundation import audit_events, blob_refs, store_info
 
@@ -32,7 +37,17 @@ __all__ = [
     "utc_now",
 ]
 
-_BRANCH_TIPS = (foundation.REVISION, tracking.REVISION, pipelines.REVISION, datasets.REVISION)
+_BRANCH_TIPS = (
+    foundation.REVISION,
+    tracking.REVISION,
+    pipelines.REVISION,
+    datasets.REVISION,
+    models_schema.REVISION,
+    features_schema.REVISION,
+    monitoring_schema.REVISION,
+    alerts_schema.REVISION,
+    loop_schema.REVISION,
+)
 
 SCHEMA_REVISION = ",".join(sorted(_BRANCH_TIPS))
 """The Alembic heads these tables match (the sorted tips of every branch, comma-joined).
