@@ -1,0 +1,227 @@
+"""Robustness probes: answered validly or rejected by the declared rules, never a crash,
+never a pass by rejecting everything; each probe reported."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import shipyard.evaluation as sy_eval
+from shipyard.evaluation.contract import rejected_rows
+from shipyard.evaluation.probes import PROBES, UNSEEN, run_probes
+from shipyard.evaluation.scoring import EstimatorPrediction, EstimatorPredictor
+from shipyard.models.records import FieldSpec, Signature
+from tests.evaluation.planted import FragileModel, PositionalModel
+
+
+def outcomes(predictor: Any, features: pa.Table) -> dict[str, dict[str, Any]]:
+    return {o["probe"]: o for o in run_probes(predictor, features, PROBES, 5)}
+
+
+def with_rules(
+    signature: Signature, rules: dict[str, dict[str, Any]], nullable: bool | None = None
+) -> Signature:
+    inputs = tuple(
+        dataclasses.replace(
+            spec,
+            rules={**spec.rules, **rules.get(spec.name, {})},
+            nullable=spec.nullable if nullable is None else nullable,
+        )
+        for spec in signature.inputs
+    )
+    return dataclasses.replace(signature, inputs=inputs)
+
+
+@pytest.fixture
+def features(churn_holdout: pa.Table) -> pa.Table:
+    return churn_holdout.drop_columns(["churn"]).slice(0, 300)
+
+
+def test_robust_pipeline_answers_every_probe_but_infinity(
+    churn_model: Any, features: pa.Table
+) -> None:
+    predictor = EstimatorPredictor.from_table(churn_model, features)
+    found = outcomes(predictor, features)
+    for probe in (
+        "missing_values",
+        "out_of_range",
+        "unseen_category",
+        "empty_batch",
+        "column_order",
+    ):
+        assert found[probe]["status"] == "passed", found[probe]
+    assert found["missing_values"]["answered"] == features.num_columns
+    assert found["missing_values"]["controls"] == 5 and found["missing_values"]["rejected"] == 0
+    # No declared rule stops an infinity, and scikit-learn refuses it: a real finding.
+    extreme = found["extreme_values"]
+    assert extreme["status"] == "failed" and "infinity" in extreme["reason"]
+
+
+def test_declared_rules_reject_exactly_the_invalid_rows(
+    churn_model: Any, features: pa.Table
+) -> None:
+    predictor = EstimatorPredictor.from_table(churn_model, features)
+    numeric = [
+        f.name
+        for f in features.schema
+        if pa.types.is_floating(f.type) or pa.types.is_integer(f.type)
+    ]
+    bounded = with_rules(predictor.signature, {name: {"min": 0, "max": 1e6} for name in numeric})
+    guarded = EstimatorPredictor(churn_model, bounded)
+    found = outcomes(guarded, features)
+    assert all(o["status"] == "passed" for o in found.values()), found
+    extreme = found["extreme_values"]
+    # Floats' +/-1e300 and +/-inf, ints' int64 limits: out of bounds. The 10,000-character
+    # strings (4 string columns, no length rule) are answered.
+    assert extreme["rejected"] == extreme["rows"] - 4 > 0 and extreme["answered"] == 4
+    assert any("above its maximum" in why for why in extreme["rejected_by_contract"])
+    # Out-of-range numbers below 0 are rejected, the ones above the observed range answered.
+    out_of_range = found["out_of_range"]
+    assert 0 < out_of_range["rejected"] < out_of_range["rows"]
+    assert out_of_range["answered"] == out_of_range["rows"] - out_of_range["rejected"]
+
+
+def test_fragile_model_fails_and_a_not_nullable_contract_saves_it(features: pa.Table) -> None:
+    table = features.select(["state", "total_day_minutes"])
+    model = FragileModel(set(table.column("state").to_pylist()), "state")
+    predictor = EstimatorPredictor.from_table(model, table)
+    found = outcomes(predictor, table)
+    assert found["missing_values"]["status"] == "failed"
+    assert "ValueError" in found["missing_values"]["reason"]
+    assert found["unseen_category"]["status"] == "failed"
+    assert "non-finite score" in found["unseen_category"]["reason"]
+    strict = EstimatorPredictor(model, with_rules(predictor.signature, {}, nullable=False))
+    found = outcomes(strict, table)
+    assert found["missing_values"]["status"] == "passed"
+    assert found["missing_values"]["rejected"] == found["missing_values"]["rows"] == 2
+    assert "not nullable" in found["missing_values"]["rejected_by_contract"][0]
+
+
+def test_a_contract_that_rejects_everything_is_no_pass(
+    churn_model: Any, features: pa.Table
+) -> None:
+    predictor = EstimatorPredictor.from_table(churn_model, features)
+    impossible = with_rules(predictor.signature, {"state": {"allowed": ["Atlantis"]}})
+    found = outcomes(EstimatorPredictor(churn_model, impossible), features)
+    assert all(o["status"] == "failed" for o in found.values())
+    assert "rejects everything" in found["missing_values"]["reason"]
+
+
+class Positional:
+    """A predictor that hands columns to the model in the order they arrive."""
+
+    def __init__(self, signature: Signature, weights: np.ndarray) -> None:
+        self.signature = signature
+        self.model = PositionalModel(weights)
+
+    def predict(self, rows: Any) -> EstimatorPrediction:
+        table = (
+            rows
+            if isinstance(rows, pa.Table)
+            else pa.Table.from_pylist(
+                list(rows),
+                schema=pa.schema([(s.name, pa.float64()) for s in self.signature.inputs]),
+            )
+        )
+        values = (
+            np.column_stack(
+                [table.column(i).to_numpy(zero_copy_only=False) for i in range(table.num_columns)]
+            )
+            if table.num_rows
+            else (np.zeros((0, table.num_columns)))
+        )
+        scores = np.nan_to_num(self.model.predict_proba(values)[:, 1], nan=0.5)
+        return EstimatorPrediction(scores, np.where(scores >= 0.5, 1, 0))
+
+
+def test_columns_read_by_position_fail_the_column_order_probe(features: pa.Table) -> None:
+    table = features.select(["total_day_minutes", "total_eve_minutes"])
+    signature = EstimatorPredictor.from_table(PositionalModel(np.ones(2)), table).signature
+    found = outcomes(Positional(signature, np.array([0.02, -0.01])), table)
+    assert found["column_order"]["status"] == "failed"
+    assert "by position" in found["column_order"]["reason"]
+
+
+class BatchNormalised:
+    """Scores depend on the other rows of the batch (min-max scaled per batch)."""
+
+    def __init__(self, signature: Signature) -> None:
+        self.signature = signature
+
+    def predict(self, rows: Any) -> EstimatorPrediction:
+        values = np.array([float(r["total_day_minutes"] or 0.0) for r in rows], dtype=float)
+        values = np.clip(values, -1e6, 1e6)
+        span = (values.max() - values.min()) if values.size else 1.0
+        scores = (values - values.min()) / (span or 1.0) if values.size else values
+        return EstimatorPrediction(scores, np.where(scores >= 0.5, 1, 0))
+
+
+def test_control_rows_must_keep_their_scores(features: pa.Table) -> None:
+    table = features.select(["total_day_minutes"])
+    signature = EstimatorPredictor.from_table(PositionalModel(np.ones(1)), table).signature
+    found = outcomes(BatchNormalised(signature), table)
+    assert found["out_of_range"]["status"] == "failed"
+    assert "control rows' scores changed" in found["out_of_range"]["reason"]
+
+
+class EmptyCrash(EstimatorPredictor):
+    def predict(self, rows: Any) -> EstimatorPrediction:
+        if len(rows) == 0:
+            raise IndexError("index 0 is out of bounds for axis 0 with size 0")
+        return super().predict(rows)
+
+
+def test_a_crash_on_an_empty_batch_fails(churn_model: Any, features: pa.Table) -> None:
+    base = EstimatorPredictor.from_table(churn_model, features)
+    found = outcomes(EmptyCrash(churn_model, base.signature), features)
+    assert found["empty_batch"]["status"] == "failed"
+    assert "IndexError" in found["empty_batch"]["reason"]
+
+
+def test_robustness_gate_reports_each_probe(churn_model: Any, churn_holdout: pa.Table) -> None:
+    predictor = EstimatorPredictor.from_table(churn_model, churn_holdout.drop_columns(["churn"]))
+    report = sy_eval.evaluate(
+        predictor,
+        data=churn_holdout.slice(0, 200),
+        label="churn",
+        gates=[sy_eval.robustness(probes=["missing_values", "column_order"])],
+    )
+    (result,) = report.gate_results
+    assert result.status == "passed" and result.figure == 0.0
+    assert [p["probe"] for p in result.detail["probes"]] == ["missing_values", "column_order"]
+
+
+def test_contract_checks_types_and_rules() -> None:
+    signature = Signature(
+        inputs=(
+            FieldSpec("age", "int64", nullable=False, rules={"min": 18, "max": 100}),
+            FieldSpec("plan", "string", rules={"allowed": ["basic", "pro"]}),
+            FieldSpec("code", "string", rules={"pattern": "[A-Z]{2}", "max_length": 2}),
+            FieldSpec("score", "float64"),
+        ),
+        outputs=(),
+    )
+    rows = [
+        {"age": 30, "plan": "basic", "code": "KS", "score": 0.5},
+        {"age": None, "plan": "basic"},
+        {"age": 17},
+        {"age": 30, "plan": "gold"},
+        {"age": 30, "code": "kansas"},
+        {"age": "thirty"},
+        {"age": 30, "score": "high"},
+        {"age": True},
+        {"age": 30, "score": math.nan},  # NaN is a missing value in a nullable field
+        "not a row",
+        {"age": 30.0, "score": math.inf},
+    ]
+    problems = rejected_rows(signature, rows)
+    assert sorted(problems) == [1, 2, 3, 4, 5, 6, 7, 9]
+    assert "not nullable" in problems[1] and "below its minimum 18" in problems[2]
+    assert "allowed: 'basic', 'pro'" in problems[3] and "longer than 2" in problems[4]
+    assert "expected an integer" in problems[5] and "expected a number" in problems[6]
+    assert UNSEEN not in ("basic", "pro")
