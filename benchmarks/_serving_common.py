@@ -1,0 +1,285 @@
+"""Shared pieces of the serving benchmarks: the model, the servers, the load generators.
+
+The model is the same on both sides by construction: the same scikit-learn pipeline
+(ordinal-encoded plans + HistGradientBoostingClassifier, fixed random_state) fitted on
+../shared/datasets/mlc_churn.csv by the same code, with the same scikit-learn version
+(pinned in the peer venv to the one installed here); the benchmark checks that both
+servers return the same scores.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _peers import BenchmarkError, progress
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "datasets" / "mlc_churn.csv"
+FEATURES = [
+    "account_length",
+    "international_plan",
+    "voice_mail_plan",
+    "number_vmail_messages",
+    "total_day_minutes",
+    "total_day_calls",
+    "total_day_charge",
+    "total_eve_minutes",
+    "total_eve_calls",
+    "total_eve_charge",
+    "total_night_minutes",
+    "total_night_calls",
+    "total_night_charge",
+    "total_intl_minutes",
+    "total_intl_calls",
+    "total_intl_charge",
+    "number_customer_service_calls",
+]
+
+# Runs in either venv: fits the pipeline. ``python -c TRAIN OUT_KIND PATH``.
+TRAIN = r"""
+import sys, pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+FEATURES = __FEATURES__
+frame = pd.read_csv(__DATA__)
+X, y = frame[FEATURES], frame["churn"]
+encode = ColumnTransformer([("plans", OrdinalEncoder(), ["international_plan", "voice_mail_plan"])],
+                           remainder="passthrough")
+model = Pipeline([("encode", encode),
+                  ("gbm", HistGradientBoostingClassifier(max_iter=100, random_state=0))]).fit(X, y)
+""".replace("__FEATURES__", repr(FEATURES)).replace("__DATA__", repr(str(DATA)))
+
+
+def record(index: int = 0) -> dict[str, Any]:
+    import csv
+
+    with DATA.open() as handle:
+        for position, row in enumerate(csv.DictReader(handle)):
+            if position == index:
+                return {name: _value(row[name]) for name in FEATURES}
+    raise BenchmarkError(f"{DATA} has fewer than {index + 1} rows")
+
+
+def _value(text: str) -> Any:
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            continue
+    return text
+
+
+def shipyard_project(folder: Path) -> Path:
+    """A project with churn@v1 (champion) and churn@v2, trained like the peer's model."""
+    script = (
+        TRAIN
+        + r"""
+from shipyard.core.config import load_config
+from shipyard.models import ModelRegistry
+import shipyard.data as sd
+from shipyard.data.client import DatasetClient
+from pathlib import Path
+config = load_config(Path(sys.argv[1]))
+with DatasetClient.open(config) as client:
+    client.ingest("churn", __DATA__, contract=sd.Contract(columns={
+        "account_length": sd.Column("int64", nullable=False, min=0),
+        "international_plan": sd.Column("string", allowed=["yes", "no"])}))
+second = Pipeline([("encode", encode), ("gbm", HistGradientBoostingClassifier(
+    max_iter=100, max_depth=5, random_state=0))]).fit(X, y)
+with ModelRegistry.open(config) as registry:
+    registry.register("churn", model=model, training_data="churn@v1")
+    registry.register("churn", model=second, training_data="churn@v1")
+    registry.set_alias("churn@v1", "champion", reason="benchmark")
+""".replace("__DATA__", repr(str(DATA)))
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    run_checked([sys.executable, "-c", script, str(folder)], "set up the Shipyard project")
+    return folder
+
+
+def run_checked(command: list[str], what: str, env: dict[str, str] | None = None) -> str:
+    completed = subprocess.run(
+        command, capture_output=True, text=True, check=False, env=env, timeout=1200
+    )
+    if completed.returncode != 0:
+        raise BenchmarkError(f"{what} failed:\n{completed.stderr[-3000:]}")
+    return completed.stdout
+
+
+class Server:
+    """A server process, its port, its request path and body shape."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        path: str,
+        wrap: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.command = command
+        self.port = port
+        self.path = path
+        self.wrap = wrap  # "inputs" (Shipyard) or "dataframe_records" (MLflow)
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
+
+    def body(self, records: list[dict[str, Any]] | dict[str, Any]) -> bytes:
+        if self.wrap == "inputs":
+            return json.dumps({"inputs": records}).encode()
+        rows = records if isinstance(records, list) else [records]
+        return json.dumps({"dataframe_records": rows}).encode()
+
+    def start(self, timeout: float = 180.0) -> float:
+        """Start it; return seconds from spawn to its first successful prediction."""
+        started = time.perf_counter()
+        self.process = subprocess.Popen(  # noqa: S603
+            self.command,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
+        body = self.body(record(0))
+        deadline = started + timeout
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise BenchmarkError(
+                    f"{self.name} exited ({self.process.returncode}); log: {self.log.name}"
+                )
+            try:
+                status, _ = post(self.port, self.path, body)
+                if status == 200:
+                    return time.perf_counter() - started
+            except OSError:
+                pass
+            time.sleep(0.02)
+        self.stop()
+        raise BenchmarkError(f"{self.name} gave no answer in {timeout:.0f} s; log: {self.log.name}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server and its children (uvicorn workers), in MB."""
+        if self.process is None:
+            return 0.0
+        total = 0
+        for pid in [self.process.pid, *_children(self.process.pid)]:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                continue
+        return total / 1024
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return found
+    for child in text.split():
+        found.append(int(child))
+        found.extend(_children(int(child)))
+    return found
+
+
+_connections: dict[tuple[int, str], http.client.HTTPConnection] = {}
+
+
+def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    """One POST on a kept-alive connection per port (reopened once if the server closed
+    it while idle: uvicorn drops idle keep-alive connections after 5 s)."""
+    key = (port, path)
+    for attempt in (1, 2):
+        conn = _connections.get(key)
+        if conn is None:
+            conn = _connections[key] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            _connections.pop(key, None)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def wrk(port: int, path: str, body: bytes, *, seconds: int, connections: int) -> dict[str, float]:
+    """wrk on the loopback: requests/s, non-2xx answers and socket errors."""
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(body.decode())}\n"
+    )
+    script.close()
+    output = run_checked(
+        [
+            "wrk",
+            f"-t{min(2, connections)}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            script.name,
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        "wrk",
+    )
+    os.unlink(script.name)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    socket_errors = sum(int(x) for x in sockets.groups()) if sockets else 0
+    progress(f"    wrk: {rate:.0f} req/s, {total} requests")
+    return {
+        "rate": rate,
+        "requests": float(total),
+        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "socket_errors": float(socket_errors),
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
