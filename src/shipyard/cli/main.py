@@ -57,6 +57,12 @@ class LazyGroup(click.Group):
         "scheduler": "shipyard.cli.pipelines:scheduler_command",
         "runs": "shipyard.cli.runs:runs_group",
         "experiments": "shipyard.cli.runs:experiments_group",
+        "models": "shipyard.cli.models:models_group",
+        "features": "shipyard.cli.features:features_group",
+        "serve": "shipyard.cli.serve:serve_command",
+        "predict": "shipyard.cli.serve:predict_command",
+        "build": "shipyard.cli.serve:build_command",
+        "monitor": "shipyard.cli.monitor:monitor_group",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )

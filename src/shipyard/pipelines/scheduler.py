@@ -100,6 +100,7 @@ class Scheduler:
         config: Config,
         *,
         pipelines: Sequence[Pipeline] | None = None,
+        policies: Sequence[Any] | None = None,
         executor: str = "inprocess",
         lease_seconds: float = 60.0,
         poll_seconds: float = 10.0,
@@ -130,6 +131,11 @@ class Scheduler:
         self._stopping = threading.Event()
         self._stores: Stores | None = None
         self._logs = config.home / "scheduler" / "logs"
+        from shipyard.pipelines.closed_loop import ClosedLoop, project_policies
+
+        # Monitoring checks and closed-loop policies run in the scheduler's own process.
+        chosen_policies = policies if policies is not None else project_policies(config.project_dir)
+        self.loop = ClosedLoop(config, chosen_policies, clock=clock, log=log)
 
     @property
     def stores(self) -> Stores:
@@ -200,6 +206,8 @@ class Scheduler:
             self._next_poll = now + timedelta(seconds=self.poll_seconds)
             for trigger in self.triggers:
                 self._check_trigger(trigger, now)
+        if self.loop.policies:
+            self.loop.tick()
 
     def close(self, *, wait: bool = False) -> None:
         """Wait for (``wait``) or interrupt the runs started, release leases, close stores."""
@@ -215,6 +223,7 @@ class Scheduler:
                     launch.process.wait()
             self._reap(self.clock())
         finally:
+            self.loop.close()
             if self._stores is not None:
                 self._stores.close()
                 self._stores = None
