@@ -8,6 +8,11 @@ tracking API is on the facade and loads on first use::
     with sy.start_run("baseline", experiment="churn"):
         sy.log_param("max_depth", 6)
         sy.log_metric("auc", 0.91)
+
+Labels for served predictions arrive later, by request id: ``sy.log_labels("req-42", 1)``.
+The subsystems have their own packages: ``shipyard.data``, ``shipyard.features``,
+``shipyard.models``, ``shipyard.evaluation``, ``shipyard.serving``, ``shipyard.monitoring``
+and ``shipyard.pipelines``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from shipyard._version import __version__
 
 if TYPE_CHECKING:
+    from shipyard.monitoring.labels import log_labels
     from shipyard.tracking.autolog import autolog
     from shipyard.tracking.client import TrackingClient
     from shipyard.tracking.fluent import (
@@ -44,6 +50,7 @@ __all__ = [
     "end_run",
     "log_artifact",
     "log_input",
+    "log_labels",
     "log_metric",
     "log_metrics",
     "log_model",
@@ -58,6 +65,7 @@ __all__ = [
 _LAZY: dict[str, str] = {
     "TrackingClient": "shipyard.tracking.client",
     "autolog": "shipyard.tracking.autolog",
+    "log_labels": "shipyard.monitoring.labels",
     **dict.fromkeys(
         (
             "active_run",

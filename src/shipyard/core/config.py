@@ -88,6 +88,9 @@ SCHEMA: dict[str, dict[str, str]] = {
 # ``Config.sections`` and validated by the package that owns them.
 STRUCTURED_SECTIONS: dict[str, str] = {
     "gates": "promotion gates per model ([gates.MODEL]); validated by shipyard.evaluation",
+    "alerts": "alert rules and channels ([alerts.rules], [alerts.channels]); "
+    "validated by shipyard.monitoring",
+    "policies": "closed-loop policies ([policies.NAME]); validated by shipyard.pipelines",
 }
 
 # Sections whose numbers and booleans may be written bare (port = 8000).
