@@ -14,9 +14,7 @@ when a gate failed.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -219,17 +217,14 @@ def evaluate_command(
 
 def _write_atomically(path: Path, text: str) -> None:
     from shipyard.core.errors import ConfigError
+    from shipyard.core.files import write_text_atomically
 
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ConfigError(f"Folder {folder} does not exist.", hint="Create it or fix --output.")
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
+        write_text_atomically(path, text)
     except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
         raise ConfigError(
             f"Cannot write {path}: {exc.strerror}.", hint="Check the path and its permissions."
         ) from exc

@@ -258,24 +258,17 @@ def _when(value: Any) -> datetime | None:
 
 
 def _write(path: Path, text: str) -> Path:
-    import os
-    import tempfile
+    from shipyard.core.files import write_text_atomically
 
     if path.is_dir():
         raise DataContractError(
             f"{path} is a folder; cannot write the report there.",
             hint="Give a file path such as drift.html.",
         )
-    temporary: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
+        write_text_atomically(path, text)
     except OSError as exc:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
         raise DataContractError(
             f"Cannot write the report to {path}: {exc.strerror or exc}.",
             hint="Check that the folder exists and is writable.",
