@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.core.errors import BackendUnavailableError
+from shipyard.core.errors import BackendUnavailableError, IntegrityError
 from shipyard.core.ids import content_id_of_bytes
 from shipyard.store import artifacts_local
 from shipyard.store.artifacts_local import LocalArtifactStore
@@ -240,3 +240,23 @@ def test_store_in_a_missing_folder_reads_as_empty(tmp_path: Path) -> None:
     assert not store.exists(content_id_of_bytes(b"x"))
     assert store.clean_temporary(0) == 0
     assert not (tmp_path / "not yet created").exists()
+
+
+@pytest.mark.parametrize("how", ["bytes", "file", "link"])
+def test_putting_good_bytes_again_repairs_a_truncated_blob(tmp_path: Path, how: str) -> None:
+    store = LocalArtifactStore(tmp_path / "store")
+    data = b"the model's weights " * 1000
+    blob = store.put_bytes(data)
+    damaged = store.path_of(blob)
+    damaged.chmod(0o644)
+    damaged.write_bytes(data[:100])  # a crash or a full disk left it short
+    with pytest.raises(IntegrityError):
+        store.get_bytes(blob)
+    source = tmp_path / "weights.bin"
+    source.write_bytes(data)
+    if how == "bytes":
+        again = store.put_bytes(data)
+    else:
+        again = store.put_file(source, link=how == "link")
+    assert again == blob
+    assert store.get_bytes(blob) == data

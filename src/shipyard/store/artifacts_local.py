@@ -94,7 +94,7 @@ class LocalArtifactStore:
     def put_bytes(self, data: bytes) -> ContentId:
         """Store ``data``; return its content id. Idempotent."""
         blob_id = content_id_of_bytes(data)
-        if self._refresh(blob_id):
+        if self._refresh(blob_id, len(data)):
             return blob_id
         return self._write_blob([data])
 
@@ -145,7 +145,7 @@ class LocalArtifactStore:
                 digest = hashlib.file_digest(source, "sha256")  # type: ignore[arg-type]
             hashed_as = (ContentId("sha256:" + digest.hexdigest()), before)
         blob_id, hashed_stat = hashed_as
-        if self._refresh(blob_id):
+        if self._refresh(blob_id, hashed_stat.st_size):
             return blob_id  # already stored: leave the caller's file as it is
         with self._writing():
             self._tmp.mkdir(parents=True, exist_ok=True)
@@ -189,10 +189,12 @@ class LocalArtifactStore:
         fd, temp = self._new_temporary()
         try:
             digest = hashlib.sha256()
+            size = 0
             out = os.fdopen(fd, "wb")
             try:
                 for chunk in chunks:  # the caller's read errors propagate unchanged
                     digest.update(chunk)
+                    size += len(chunk)
                     with self._writing():
                         out.write(chunk)
                 with self._writing():
@@ -203,7 +205,7 @@ class LocalArtifactStore:
                 with suppress(OSError):
                     out.close()
             blob_id = ContentId("sha256:" + digest.hexdigest())
-            if not self._refresh(blob_id):
+            if not self._refresh(blob_id, size):
                 final = self.path_of(blob_id)
                 with self._writing():
                     final.parent.mkdir(parents=True, exist_ok=True)
@@ -222,14 +224,19 @@ class LocalArtifactStore:
                 self._tmp.mkdir(parents=True, exist_ok=True)
                 return create_temporary_file(self._tmp, "put-", _BLOB_MODE)
 
-    def _refresh(self, blob_id: ContentId) -> bool:
-        """If the blob is stored, renew its write time and return True.
+    def _refresh(self, blob_id: ContentId, size: int | None = None) -> bool:
+        """If the blob is stored (with ``size`` bytes, when given), renew its write time
+        and return True.
 
         Putting bytes that are already stored writes nothing, but the caller is about to
-        record a reference to them: the renewed time gives it GC's whole grace period.
+        record a reference to them: the renewed time gives it GC's whole grace period. A
+        stored file of the wrong size (truncated by a crash or a full disk) is damaged:
+        False, so the caller's good bytes replace it instead of being dropped.
         """
         path = self.path_of(blob_id)
         try:
+            if size is not None and path.stat().st_size != size:
+                return False
             os.utime(path)
         except FileNotFoundError:
             return False
