@@ -246,11 +246,15 @@ def _execute(
     on_event: EventHandler | None,
     previous: Mapping[str, StepRecord] | None,
 ) -> PipelineResult:
+    from shipyard.store.metadata import mask_password
+
+    # Workers get the metadata URI without its password (task arguments can be seen in
+    # Ray's state API and logs); they read it from the project's configuration themselves.
     location = StoreLocation(
         tracking.stores.artifacts.uri,
         str(config.project_dir),
         config.s3.endpoint_url,
-        tracking.stores.metadata.uri,
+        mask_password(tracking.stores.metadata.uri),
     )
     execution = Execution(
         plan=plan,

@@ -308,9 +308,30 @@ def _worker_stores(location: StoreLocation) -> Stores:
     with _stores_lock:
         found = _worker_store_sets.get(location)
         if found is None:
-            metadata = open_metadata_store(location.metadata_uri, migrate=False)
+            metadata = open_metadata_store(
+                _metadata_uri(location.metadata_uri, location.base_dir), migrate=False
+            )
             found = _worker_store_sets[location] = Stores(metadata, _store_unlocked(location))
         return found
+
+
+def _metadata_uri(given: str, base_dir: str) -> str:
+    """The metadata URI with its password, which the orchestrator leaves out of the task:
+    read again from the project's configuration (file or ``SHIPYARD_STORE_METADATA``)."""
+    from shipyard.core.config import load_config
+    from shipyard.store.metadata import mask_password
+
+    if "***@" not in given:
+        return given  # it had no password
+    configured = load_config(Path(base_dir)).store.metadata
+    if mask_password(configured) != given:
+        raise PipelineDefinitionError(
+            f"This worker's configuration names the metadata store "
+            f"{mask_password(configured)!r}, not {given!r}, which the pipeline runs on.",
+            hint="Give the workers the same shipyard.toml or SHIPYARD_STORE_METADATA "
+            "as the process that started the run.",
+        )
+    return configured
 
 
 def _import_function(task: StepTask) -> Any:
