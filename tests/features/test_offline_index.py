@@ -280,3 +280,21 @@ def test_integer_keys_outside_the_source_range_match_nothing(engine: DuckDBEngin
         entities, [ViewQuery("v", source, ("a",), "ts", ("v",))], entity_timestamp="ts"
     )
     assert result.column("v").to_pylist() == [None, 1, 2, None, None, None, None]
+
+
+def test_the_cache_reuses_an_index_and_drops_ones_over_its_budget(
+    engine: DuckDBEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "source.parquet"
+    source, entities = _random_case(8, rows=100)
+    pq.write_table(_source_table(source), path)
+    query = _query((str(path),), ("a",), None)
+    first = offline_index.source_index(query)
+    assert offline_index.source_index(query) is first
+    offline_index.clear_index_cache()
+    monkeypatch.setattr(offline_index, "_CACHE_BYTES", first.nbytes - 1)
+    again = offline_index.source_index(query)
+    assert again is not first
+    assert offline_index.source_index(query) is not again  # over budget: never kept
+    result = engine.point_in_time_join(_entity_table(entities), [query], entity_timestamp="ts")
+    assert result.column("v").to_pylist() == _oracle(source, entities, ("a",), None)

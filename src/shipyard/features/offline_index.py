@@ -10,9 +10,10 @@ entity time, the greatest created timestamp among equal event times. Only keys a
 timestamps are read to build it; feature values are then read for the winning rows only,
 row group by row group, so the wide columns of the source never sit in memory whole.
 
-A dataset version's Parquet parts are immutable, so an index is kept per process (a few,
-least recently used first out) keyed by each file's path, size and modification time; a
-:class:`~shipyard.features.sources.FileSource` rewritten in place gets a new index.
+A dataset version's Parquet parts are immutable, so an index is kept per process (up to
+4 sources and 512 MiB, least recently used first out; 12 bytes a source row) keyed by
+each file's path, size and modification time; a
+:class:`~shipyard.features.definitions.FileSource` rewritten in place gets a new index.
 In-memory tables are indexed on each call.
 """
 
@@ -40,6 +41,8 @@ _LIMIT = 2**62
 # Integer keys spanning at most this many values per row are coded by offset, not hashing.
 _OFFSET_DENSITY = 4
 _CACHE_SIZE = 4
+# 12 bytes a source row: the cache holds indexes of sources up to ~45M rows in all.
+_CACHE_BYTES = 512 * 1024 * 1024
 _cache: OrderedDict[tuple[Any, ...], SourceIndex] = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -281,9 +284,11 @@ def source_index(view: ViewQuery) -> SourceIndex:
     arrays = dict(zip(narrow.column_names, narrow.columns, strict=True))
     del narrow
     index = _build(arrays, view)
+    if index.nbytes > _CACHE_BYTES:
+        return index  # too big to keep: rebuilt by each call rather than pinned in memory
     with _cache_lock:
         _cache[key] = index
-        while len(_cache) > _CACHE_SIZE:
+        while len(_cache) > _CACHE_SIZE or sum(i.nbytes for i in _cache.values()) > _CACHE_BYTES:
             _cache.popitem(last=False)
     return index
 
