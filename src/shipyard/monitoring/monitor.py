@@ -287,6 +287,7 @@ def read_log_window(
             log.c.request_id,
             log.c.logged_at,
             log.c.inputs,
+            log.c.features,
             log.c.score,
             log.c.latency_ms,
             labels.c.label,
@@ -323,7 +324,7 @@ def read_log_window(
         rows = list(conn.execute(query))
     if not isinstance(window, timedelta):
         rows.reverse()
-    table = _inputs_table([row.inputs or {} for row in rows], version)
+    table = _inputs_table([_served_inputs(row) for row in rows], version)
     times = [row.logged_at for row in rows]
     return LogWindow(
         inputs=table,
@@ -336,6 +337,16 @@ def read_log_window(
         start=(end - window) if isinstance(window, timedelta) else (times[0] if times else None),
         end=end if isinstance(window, timedelta) else (times[-1] if times else None),
     )
+
+
+def _served_inputs(row: Any) -> dict[str, Any]:
+    """The inputs the model saw: the request's fields, plus the values serving looked up
+    in the online store for a request that carried only entity keys."""
+    inputs = dict(row.inputs or {})
+    for name, entry in (row.features or {}).items():
+        if name not in inputs and isinstance(entry, Mapping) and entry.get("value") is not None:
+            inputs[name] = entry["value"]
+    return inputs
 
 
 def _inputs_table(records: list[Mapping[str, Any]], version: ModelVersion) -> pa.Table:
