@@ -417,7 +417,7 @@ class ClosedLoop:
         )
         self._event(run_id, "triggered", "ok", f"{policy.key}: {trigger}", detail or {})
         try:
-            challenger = self._train(policy, run_id)
+            challenger = self._train(policy, run_id, champion)
             passed = self._evaluate(policy, run_id, challenger, champion)
             if not passed:
                 return self._finish(run_id, "rejected", "rejected", "challenger failed its gates")
@@ -481,7 +481,7 @@ class ClosedLoop:
 
     # --- steps --------------------------------------------------------------------------
 
-    def _train(self, policy: Policy, run_id: int) -> ModelVersion:
+    def _train(self, policy: Policy, run_id: int, champion: ModelVersion | None) -> ModelVersion:
         from shipyard.pipelines.runner import run_pipeline
 
         result = run_pipeline(
@@ -493,6 +493,8 @@ class ClosedLoop:
             policy.model,
             model=estimator,
             training_data=datasets or None,
+            # The challenger serves the same requests: it reads the same feature service.
+            feature_service=champion.feature_service if champion else None,
             description=f"challenger trained by policy {policy.key} (episode {run_id})",
             tags={"shipyard.loop.episode": str(run_id), "shipyard.pipeline.run": result.run_id},
             allow_pickle=policy.allow_pickle,
