@@ -82,7 +82,9 @@ def _value(text: str) -> Any:
 
 
 def shipyard_project(folder: Path) -> Path:
-    """A project with churn@v1 (champion) and churn@v2, trained like the peer's model."""
+    """A project with churn@v1 (champion) and churn@v2, trained like the peer's model, and
+    churn_online@v1 (champion): churn@v1's pipeline reading its inputs from the online
+    feature store (SQLite) by ``customer_id`` (the row number in mlc_churn.csv)."""
     script = (
         TRAIN
         + r"""
@@ -102,6 +104,30 @@ with ModelRegistry.open(config) as registry:
     registry.register("churn", model=model, training_data="churn@v1")
     registry.register("churn", model=second, training_data="churn@v1")
     registry.set_alias("churn@v1", "champion", reason="benchmark")
+
+# The feature-lookup case: the same fitted pipeline, its 17 inputs read from the online
+# store (SQLite) by customer id; a request then carries {"customer_id": N} only.
+import datetime as dt
+import pyarrow as pa
+import shipyard.features as sf
+stamp = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+events = pa.Table.from_pandas(X.reset_index(drop=True), preserve_index=False)
+events = events.append_column("customer_id", pa.array(range(len(X)), pa.int64()))
+events = events.append_column(
+    "event_ts", pa.array([stamp] * len(X), pa.timestamp("us", tz="UTC")))
+customer = sf.Entity("customer", join_keys=["customer_id"])
+kinds = {"international_plan": "string", "voice_mail_plan": "string"}
+view = sf.FeatureView("churn_usage", entities=[customer], source="churn_usage_events",
+    timestamp="event_ts",
+    features=[sf.Feature(name, kinds.get(name, str(X[name].dtype))) for name in FEATURES])
+with sf.FeatureStore.open(config) as store:
+    store.datasets.ingest("churn_usage_events", events)
+    store.apply([customer, view, sf.FeatureService("churn_features", [view])])
+    store.materialize()
+with ModelRegistry.open(config) as registry:
+    registry.register("churn_online", model=model, training_data="churn@v1",
+                      feature_service="churn_features@v1")
+    registry.set_alias("churn_online@v1", "champion", reason="benchmark")
 """.replace("__DATA__", repr(str(DATA)))
     )
     folder.mkdir(parents=True, exist_ok=True)
@@ -230,6 +256,36 @@ def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def service_seconds(port: int) -> dict[str, float]:
+    """Sums and counts of the service's own timers from its /metrics: request (received
+    to response sent, in the server) and model call (``LoadedModel.predict``)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    out = {"request_sum": 0.0, "request_count": 0.0, "predict_sum": 0.0, "predict_count": 0.0}
+    for line in text.splitlines():
+        for metric, key in (
+            ("shipyard_request_duration_seconds", "request"),
+            ("shipyard_predict_duration_seconds", "predict"),
+        ):
+            for part in ("sum", "count"):
+                if line.startswith(f"{metric}_{part}"):
+                    out[f"{key}_{part}"] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def in_service_split(before: dict[str, float], after: dict[str, float]) -> tuple[float, float]:
+    """Mean ms per request between two /metrics readings: (in the service, model call)."""
+    requests = after["request_count"] - before["request_count"]
+    calls = after["predict_count"] - before["predict_count"]
+    request_ms = (after["request_sum"] - before["request_sum"]) / max(requests, 1) * 1000
+    predict_ms = (after["predict_sum"] - before["predict_sum"]) / max(calls, 1) * 1000
+    return request_ms, predict_ms
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -237,4 +237,9 @@ def test_schemathesis_finds_no_server_error(service: tuple[Any, Client]) -> None
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
     assert "Tested: 3" in completed.stdout  # predict, healthz, readyz: the run was not empty
-    assert "No issues found" in completed.stdout
+    # Every generated case passed the no-5xx check. (Schemathesis may also warn that most
+    # generated records were rejected (422): the contract refuses them, as it should.)
+    import re
+
+    counts = re.search(r"(\d+) generated, (\d+) passed", completed.stdout)
+    assert counts is not None and counts.group(1) == counts.group(2), completed.stdout[-3000:]

@@ -1,4 +1,4 @@
-"""One threshold rule: the registry's LoadedModel and the service label alike."""
+"""An arm of the service: one threshold rule with LoadedModel; warm-up, then calibration."""
 
 from __future__ import annotations
 
@@ -63,3 +63,21 @@ def test_non_binary_tasks_have_no_threshold(churn_project: ChurnProject) -> None
         signature=dataclasses.replace(version.signature, task="regression", threshold=0.3),
     )
     assert decision_threshold(regression) is None
+
+
+def test_an_arm_answers_after_warm_up_and_batches_only_once_calibrated(
+    churn_project: ChurnProject,
+) -> None:
+    with ModelRegistry.open(churn_project.config) as registry:
+        model = registry.load("churn@v1")
+    arm = Arm(model, metrics=Metrics(), budget_seconds=0.005, batching=True)
+    assert not arm.batcher.enabled and not arm.batcher.calibrated
+    arm.warm()
+    # Warm enough to answer; batching still off until the calibration has measured it.
+    assert arm.warmed and not arm.batcher.enabled and not arm.batcher.calibrated
+    arm.calibrate()
+    assert arm.batcher.calibrated and arm.batcher.fixed_seconds > 0
+    assert arm.batcher.enabled == (arm.batcher.row_seconds < arm.batcher.fixed_seconds / 2)
+    unwanted = Arm(model, metrics=Metrics(), budget_seconds=0.005, batching=False)
+    unwanted.calibrate()  # warms first when needed; never turns batching on
+    assert unwanted.warmed and unwanted.batcher.calibrated and not unwanted.batcher.enabled

@@ -9,9 +9,9 @@ the batcher scores what is waiting at the next turn of the event loop, so:
   in the next call: batches grow with the load and shrink with it, and no request ever
   waits for a timer;
 - a batch never adds more than the latency budget to a request's model call: the cost
-  of each extra row in a call is measured at warm-up, and the batch is cut at
+  of each extra row in a call is measured (``calibrate``), and the batch is cut at
   ``1 + budget / per-row cost`` rows (always at least one whole request);
-- batching is used only for models that gain from it: at warm-up, a model whose 64-row
+- batching is used only for models that gain from it: at calibration, a model whose 64-row
   call costs more than half of 64 single-row calls is scored one request at a time
   (``enabled`` False); the benchmark measures the throughput gain, on and off.
 
@@ -34,11 +34,15 @@ _GAIN_ROWS = 64
 _GAIN_THRESHOLD = 0.5
 
 
-def measure_batch_gain(predict: Callable[[list[Any]], Any], row: Any, repeats: int = 5) -> float:
-    """Seconds per row of a 64-row call divided by seconds of a one-row call (lower = gain)."""
+def measure_batch_gain(
+    predict: Callable[[list[Any]], Any], row: Any, repeats: int = 3
+) -> tuple[float, float, float]:
+    """(seconds per row of a 64-row call / seconds of a one-row call, the one-row call's
+    seconds, the 64-row call's seconds): best of ``repeats`` each; lower ratio = gain."""
     single = min(_time(predict, [row]) for _ in range(repeats))
     batch = min(_time(predict, [row] * _GAIN_ROWS) for _ in range(repeats))
-    return (batch / _GAIN_ROWS) / single if single > 0 else 1.0
+    ratio = (batch / _GAIN_ROWS) / single if single > 0 else 1.0
+    return ratio, single, batch
 
 
 def _time(predict: Callable[[list[Any]], Any], rows: list[Any]) -> float:
@@ -65,10 +69,12 @@ class MicroBatcher:
     ) -> None:
         self._predict = predict
         self.budget_seconds = budget_seconds
+        self.wanted = enabled  # batching asked for; calibrate() decides if it pays
         self.enabled = enabled
+        self.calibrated = False
         self.max_rows = max_rows
         self._observe = observe
-        self.fixed_seconds = 0.0  # cost of a one-row call, measured at warm-up
+        self.fixed_seconds = 0.0  # cost of a one-row call, measured by calibrate()
         self.row_seconds = 0.0  # cost of each further row
         self._pending: list[tuple[Sequence[Any], asyncio.Future[BatchResult]]] = []
         self._scheduled = False
@@ -76,13 +82,13 @@ class MicroBatcher:
         self.rows = 0
 
     def calibrate(self, row: Any) -> float:
-        """Measure whether batching pays for this model and its per-row cost."""
-        ratio = measure_batch_gain(self._predict, row)
-        single = min(_time(self._predict, [row]) for _ in range(3))
-        batch = min(_time(self._predict, [row] * _GAIN_ROWS) for _ in range(3))
+        """Measure whether batching pays for this model and its per-row cost (one pass:
+        three one-row and three 64-row calls), then batch if it pays and was wanted."""
+        ratio, single, batch = measure_batch_gain(self._predict, row)
         self.fixed_seconds = single
         self.row_seconds = max(batch - single, 0.0) / (_GAIN_ROWS - 1)
-        self.enabled = self.enabled and ratio < _GAIN_THRESHOLD
+        self.enabled = self.wanted and ratio < _GAIN_THRESHOLD
+        self.calibrated = True
         return ratio
 
     @property

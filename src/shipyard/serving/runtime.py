@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("shipyard.serving")
-_WARM_CALLS = 5
+_WARM_CALLS = 2
 
 
 class Predictor(Protocol):
@@ -136,7 +136,11 @@ class Arm:
             enabled=batching,
             observe=self._observe,
         )
+        # One request at a time until calibrate() has measured whether batching pays:
+        # the service is ready as soon as the model answers, and calibrates right after.
+        self.batcher.enabled = False
         self.warmed = False
+        self._warm_row: dict[str, Any] = {}
 
     def _predict(self, rows: list[dict[str, Any]]) -> Any:
         limit_native_threads()
@@ -150,7 +154,8 @@ class Arm:
         self._labels = (self.version.name, role)
 
     def warm(self) -> None:
-        """Score a valid record a few times (first-call costs), then calibrate batching."""
+        """Score a valid record twice: the first call pays the library's one-time costs
+        (lazy imports, caches), the second checks the steady path. Enough to answer."""
         row, errors, _ = self.contract.check(sample_record(self.signature), None)
         if errors:
             row = {}
@@ -158,8 +163,16 @@ class Arm:
                 row[spec.name] = None
         for _ in range(_WARM_CALLS):
             self._predict([row])
-        self.batcher.calibrate(row)
+        self._warm_row = row
         self.warmed = True
+
+    def calibrate(self) -> None:
+        """Measure whether micro-batching pays for this model (six model calls) and turn
+        it on if so; safe while requests are served (the model is only read)."""
+        if not self.warmed:
+            self.warm()
+        if not self.batcher.calibrated:
+            self.batcher.calibrate(self._warm_row)
 
     def outputs(self, prediction: Any, start: int, end: int) -> list[dict[str, Any]]:
         """The answer for rows ``start:end`` of a model call: score, label, threshold."""
@@ -237,11 +250,16 @@ def build_deployment(
     *,
     previous: Deployment | None = None,
     allow_pickle: bool = False,
+    calibrate: bool = True,
 ) -> Deployment:
-    """Load (or reuse) and warm the versions the reference points at, in a Deployment."""
+    """Load (or reuse) and warm the versions the reference points at, in a Deployment.
+
+    ``calibrate`` False leaves the batching calibration to the caller (at startup: after
+    the service reports ready, see ``server.create_service``).
+    """
 
     def arm_for(reference: str) -> Arm:
-        return _arm_for(source, reference, held, make_arm, allow_pickle)
+        return _arm_for(source, reference, held, make_arm, allow_pickle, calibrate)
 
     held: dict[str, Arm] = {}
     if previous is not None:
@@ -273,6 +291,7 @@ def _arm_for(
     held: dict[str, Arm],
     make_arm: ArmFactory,
     allow_pickle: bool,
+    calibrate: bool,
 ) -> Arm:
     version = source.get(reference)
     arm = held.get(version.id)
@@ -280,6 +299,8 @@ def _arm_for(
         return arm
     arm = make_arm(source.load(version.reference, allow_pickle=allow_pickle))
     arm.warm()
+    if calibrate:
+        arm.calibrate()
     held[version.id] = arm
     return arm
 

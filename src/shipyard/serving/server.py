@@ -4,8 +4,10 @@
 >>> serve(["churn@champion"], port=8000)              # blocks; 127.0.0.1 unless told
 
 At startup (the ASGI lifespan), the registry and the prediction log open, then a thread
-loads and warms every served version while ``/healthz`` already answers and ``/readyz``
-says 503; once all are warm, ``/readyz`` says 200 and the registry watcher starts. At
+loads and warms every served version (two model calls each) while ``/healthz`` already
+answers and ``/readyz`` says 503; once all answer, ``/readyz`` says 200, the micro-batching
+calibration runs (requests are scored one by one meanwhile) and the registry watcher
+starts. At
 shutdown the watcher stops and the prediction log is flushed.
 """
 
@@ -120,7 +122,11 @@ def create_service(
                 if lookup is not None:
                     service.lookups[served.name] = lookup
                 served.deployment = build_deployment(
-                    registry, served, make_arm, allow_pickle=settings.allow_pickle
+                    registry,
+                    served,
+                    make_arm,
+                    allow_pickle=settings.allow_pickle,
+                    calibrate=False,
                 )
                 install_roles(served)
             watcher = Watcher(
@@ -133,7 +139,13 @@ def create_service(
                 on_swap=install_roles,
             )
             state["watcher"] = watcher
+            # Ready once every model answers; the batching calibration (a few model
+            # calls each) comes after, while requests are already served one by one.
             service.ready = metrics.ready = True
+            for served in models.values():
+                if served.deployment is not None:
+                    for _, arm in served.deployment.arms():
+                        arm.calibrate()
             watcher.start()
         except Exception as exc:
             message = exc.message if isinstance(exc, ShipyardError) else repr(exc)
