@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -221,10 +222,8 @@ class DuckDBEngine:
     def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
         import duckdb
 
-        try:
+        with suppress(duckdb.Error):  # already gone: nothing to release
             con.unregister(name)
-        except duckdb.Error:
-            pass  # already gone: nothing to release
 
     @staticmethod
     def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> pa.Table:
