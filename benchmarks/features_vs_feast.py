@@ -8,9 +8,13 @@ as a file source. Figures, each measured on both sides in the same run:
 - Training set for 100,000 entity rows (seeded customers and times; some before any
   value, some for unknown customers, 10% exactly at an event time, 5% exactly at the TTL
   bound and 5% one microsecond past it). Time of the call, and peak memory, each side in
-  fresh processes. Every returned row is checked against a pandas ``merge_asof``
-  reference (``by`` customer, backward, exact matches allowed, ``tolerance`` = TTL):
-  rows missing or with any differing value are mismatches, for both sides.
+  fresh processes. Shipyard's call is its default path, which saves every training set
+  as a dataset version (``bench_features.training``): the run's first 100,000-row call
+  stores a new version (profile, blobs); later calls of the same rows, in any process of
+  the run's project, find that version by content id and store nothing. Every returned
+  row is checked against a pandas ``merge_asof`` reference (``by`` customer, backward,
+  exact matches allowed, ``tolerance`` = TTL): rows missing or with any differing value
+  are mismatches, for both sides.
 - Materializing the 1,000,000 rows (latest value per customer) into each side's online
   store, each in a fresh process, once for Feast (it takes tens of seconds), twice for
   Shipyard.
@@ -288,9 +292,12 @@ class ShipyardSide:
         return {"seconds": time.perf_counter() - started}
 
     def training_set(self, entity_rows: Any) -> Any:
-        return self.store.training_set(
+        # The default path: the result is saved as a version of bench_features.training.
+        result = self.store.training_set(
             entity_rows, "bench_features@v1", timestamp="event_timestamp"
-        ).table
+        )
+        self.saved_as = result.reference
+        return result.table
 
     def read_entities(self) -> Any:
         import pyarrow.parquet as pq
@@ -514,6 +521,7 @@ def _training(side: Any, args: argparse.Namespace, folder: Path) -> dict[str, An
         seconds.append(time.perf_counter() - started)
         cpu_seconds.append(time.process_time() - cpu)
     return {
+        "saved_as": getattr(side, "saved_as", None),
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
         "hwm_mib": peak_mib,
@@ -949,6 +957,8 @@ def _report(
         ],
         title="Results",
     )
+    saved = sorted({run["saved_as"] for run in ship["runs"] if run.get("saved_as")})
+    print(f"\nShipyard saved its training sets as: {', '.join(saved) or 'nothing'}")
     print(
         f"\nFeast's own mismatches: {feast['check']['mismatches']} rows "
         f"({feast['check']['missing']} missing, {feast['check']['differing']} differing)"

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import service_missing
 
-OFFLINE_ENGINES = ("duckdb", "spark")
+OFFLINE_ENGINES = ("duckdb", "duckdb-asof", "spark")
 
 
 @pytest.fixture(scope="session")
@@ -47,13 +47,24 @@ def spark_session() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session", params=OFFLINE_ENGINES)
-def offline_engine(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """Each offline engine in turn (the conformance parameter); Spark starts only if asked."""
+def offline_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """Each offline engine in turn (the conformance parameter); Spark starts only if asked.
+
+    ``duckdb-asof`` is the DuckDB engine's ASOF JOIN mode, its sorted tables persisted in
+    a cache folder as in a project."""
     if request.param == "spark":
         request.getfixturevalue("spark_session")
         from shipyard.features.offline_spark import SparkEngine
 
         engine: Any = SparkEngine("local[2]")
+    elif request.param == "duckdb-asof":
+        from shipyard.features.offline_duckdb import DuckDBEngine
+
+        engine = DuckDBEngine(
+            threads=2, join="asof", cache_dir=tmp_path_factory.mktemp("asof-cache")
+        )
     else:
         from shipyard.features.offline_duckdb import DuckDBEngine
 
@@ -70,6 +81,18 @@ def duckdb_engine() -> Iterator[Any]:
     from shipyard.features.offline_duckdb import DuckDBEngine
 
     engine = DuckDBEngine(threads=2)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+@pytest.fixture(scope="session")
+def asof_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The DuckDB engine in ASOF JOIN mode, its sorted tables cached in a folder."""
+    from shipyard.features.offline_duckdb import DuckDBEngine
+
+    engine = DuckDBEngine(threads=2, join="asof", cache_dir=tmp_path_factory.mktemp("asof"))
     try:
         yield engine
     finally:

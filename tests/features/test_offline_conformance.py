@@ -546,6 +546,18 @@ def test_property_no_future_value_leaks_duckdb(
     _check_no_leak(duckdb_engine, cases, ttl_seconds)
 
 
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(cases=scenarios, ttl_seconds=ttls)
+def test_property_no_future_value_leaks_duckdb_asof(
+    asof_engine: OfflineEngine, cases: list[Scenario], ttl_seconds: int | None
+) -> None:
+    _check_no_leak(asof_engine, cases, ttl_seconds)
+
+
 # Spark: few examples, each many independent cases (one Spark job covers up to 25).
 @settings(
     max_examples=4,
@@ -559,9 +571,8 @@ def test_property_no_future_value_leaks_spark(
     _check_no_leak(spark_engine, cases, ttl_seconds)
 
 
-def test_duckdb_and_spark_give_identical_tables_on_random_data(
-    duckdb_engine: OfflineEngine, spark_engine: OfflineEngine
-) -> None:
+def _random_case(source_of: Any = None) -> tuple[pa.Table, list[ViewQuery]]:
+    """Seeded entities and two views over 3,000 source rows (no ties on key and time)."""
     import random
 
     rng = random.Random(20261126)  # noqa: S311 - test data, not secrets
@@ -573,7 +584,7 @@ def test_duckdb_and_spark_give_identical_tables_on_random_data(
         if (key, second) not in seen:  # no ties: which of two equal rows wins is unspecified
             seen.add((key, second))
             source_rows.append((key, second, rng.random() if rng.random() > 0.1 else None))
-    source = pa.table(
+    table = pa.table(
         {
             "id": pa.array([r[0] for r in source_rows], pa.int64()),
             "ts": pa.array([at(r[1]) for r in source_rows], TS),
@@ -581,6 +592,7 @@ def test_duckdb_and_spark_give_identical_tables_on_random_data(
             "g": pa.array([str(r[1]) for r in source_rows], pa.string()),
         }
     )
+    source = source_of(table) if source_of is not None else table
     entities = pa.table(
         {
             "id": pa.array([rng.randrange(220) for _ in range(2000)], pa.int64()),
@@ -599,6 +611,33 @@ def test_duckdb_and_spark_give_identical_tables_on_random_data(
             output_names=("b_f",),
         ),
     ]
+    return entities, views
+
+
+@pytest.mark.parametrize("as_files", [False, True], ids=["table", "parquet"])
+def test_index_and_asof_modes_give_identical_tables_on_random_data(
+    duckdb_engine: OfflineEngine, asof_engine: OfflineEngine, tmp_path: Path, as_files: bool
+) -> None:
+    def to_files(table: pa.Table) -> tuple[str, ...]:
+        # Two files: row numbers must run on across them in both modes.
+        paths = (str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"))
+        pq.write_table(table.slice(0, 1000), paths[0], row_group_size=256)
+        pq.write_table(table.slice(1000), paths[1], row_group_size=256)
+        return paths
+
+    entities, views = _random_case(to_files if as_files else None)
+    expected = join(duckdb_engine, entities, views)
+    assert expected.column("f").null_count < expected.num_rows  # the data does match
+    assert join(asof_engine, entities, views).equals(expected)
+    if as_files:  # a second call reads the cached sorted table: still the same answer
+        assert join(asof_engine, entities, views).equals(expected)
+        assert list(asof_engine._asof.cache_dir.glob("*.duckdb"))  # type: ignore[attr-defined]
+
+
+def test_duckdb_and_spark_give_identical_tables_on_random_data(
+    duckdb_engine: OfflineEngine, spark_engine: OfflineEngine
+) -> None:
+    entities, views = _random_case()
     expected = join(duckdb_engine, entities, views)
     assert expected.column("f").null_count < expected.num_rows  # the data does match
     assert join(spark_engine, entities, views).equals(expected)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import shipyard.features as sf
@@ -60,6 +62,49 @@ def test_training_set_is_saved_as_a_dataset_version_with_profile(
     # A dataset reference works as entity rows too.
     again = applied.training_set("churn_train@v1", ["customer_stats:f0"], timestamp="event_ts")
     assert again.table.column("f0").to_pylist() == [1.0, 4.0, 2.0, None, None]
+
+
+def test_every_training_set_is_saved_content_addressed_by_default(
+    applied: sf.FeatureStore,
+) -> None:
+    first = applied.training_set(entity_rows(), "churn@v1", timestamp="event_ts")
+    assert first.reference == "churn.training@v1" == first.version.reference
+    assert first.version.profile_blob is not None
+    assert first.version.tags == {"feature_service": "churn@v1", "kind": "training_set"}
+    # The same rows again are the same version: nothing new is stored.
+    again = applied.training_set(entity_rows().to_pandas(), "churn@v1", timestamp="event_ts")
+    assert again.version.id == first.version.id
+    # Other rows are a new version; going back to the first rows finds v1 again.
+    other = applied.training_set(entity_rows().slice(0, 3), "churn@v1", timestamp="event_ts")
+    assert other.reference == "churn.training@v2"
+    back = applied.training_set(entity_rows(), "churn", timestamp="event_ts")
+    assert back.reference == "churn.training@v1"
+    assert [v.reference for v in applied.datasets.list_versions("churn.training")] == [
+        "churn.training@v2",
+        "churn.training@v1",
+    ]
+    ad_hoc = applied.training_set(entity_rows(), ["customer_stats:f0"], timestamp="event_ts")
+    assert ad_hoc.reference == "ad_hoc.training@v1" and ad_hoc.service == "ad hoc"
+
+
+def test_the_content_id_found_without_ingesting_is_the_ingested_one(
+    store: sf.FeatureStore,
+) -> None:
+    from shipyard.features.training import table_content_id
+
+    table = pa.table(
+        {
+            "key": pa.array(["a", None, "c"], pa.large_string()),
+            "n": pa.array([1, 2, None], pa.int32()),
+            "x": pa.array([0.5, float("nan"), None], pa.float32()),
+            "ok": pa.array([True, None, False]),
+            "at": pa.array([at(1), None, at(3)], pa.timestamp("ms", tz="Europe/Paris")),
+            "day": pa.array([at(1).date(), at(2).date(), None], pa.date32()),
+        }
+    )
+    stored = store.datasets.ingest("shapes", table).version
+    assert table_content_id(table) == stored.content_id
+    assert table_content_id(table.slice(1)) != stored.content_id
 
 
 def test_matches_pandas_merge_asof_on_random_data(store: sf.FeatureStore) -> None:
@@ -186,3 +231,34 @@ def test_created_timestamp_dedups_equal_event_times(store: sf.FeatureStore) -> N
     store.apply([stats_view(created_timestamp="created_ts", ttl=timedelta(days=1))])
     rows = pa.table({"customer_id": [1], "event_ts": pa.array([at(4)], TS)})
     assert store.training_set(rows, ["customer_stats:f0"]).table.column("f0").to_pylist() == [30.0]
+
+
+def test_the_asof_engine_option_gives_the_same_saved_training_set(
+    tmp_path: Path, features_template: Path
+) -> None:
+    events = tmp_path / "events.parquet"
+    pq.write_table(fixtures.events_table(), events)
+    view = sf.FeatureView(
+        "stats",
+        entities=[CUSTOMER],
+        source=sf.FileSource(str(events)),
+        timestamp="event_ts",
+        ttl=timedelta(hours=2),
+        features=[sf.Feature("f0", "float64"), sf.Feature("f1", "int64")],
+    )
+    definitions = [CUSTOMER, view, sf.FeatureService("churn", [view])]
+    results = {}
+    for offline in ("duckdb", "duckdb-asof"):
+        config = fixtures.make_project(
+            tmp_path / offline, features_template, {"SHIPYARD_FEATURES_OFFLINE": offline}
+        )
+        with sf.FeatureStore.open(config) as opened:
+            opened.apply(definitions)
+            results[offline] = opened.training_set(entity_rows(), "churn", timestamp="event_ts")
+            expected_join = "asof" if offline == "duckdb-asof" else "index"
+            assert opened.offline.join == expected_join  # type: ignore[attr-defined]
+        cached = list((config.home / "cache" / "features").glob("*.duckdb"))
+        assert bool(cached) == (offline == "duckdb-asof")
+    assert results["duckdb-asof"].table.equals(results["duckdb"].table)
+    assert results["duckdb"].table.column("f1").to_pylist() == [10, 40, 20, None, None]
+    assert results["duckdb-asof"].version.content_id == results["duckdb"].version.content_id

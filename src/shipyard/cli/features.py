@@ -1,4 +1,5 @@
-"""``shipyard features``: apply definitions, materialize, read online, check skew.
+"""``shipyard features``: apply definitions, build training sets, materialize, read online,
+check skew.
 
 \b
   shipyard features apply features.py          (or a module path: pkg.features)
@@ -7,6 +8,7 @@
   shipyard features materialize [VIEW...] [--full] [--start ISO] [--end ISO]
   shipyard features get churn_features@v1 -e customer_id=7 -e customer_id=8
   shipyard features skew served.parquet --service churn_features@v1
+  shipyard features training-set churn_features@v1 --entities labels.csv --timestamp label_ts
 """
 
 from __future__ import annotations
@@ -344,3 +346,145 @@ def skew_command(ctx: click.Context, log: str, service: str, timestamp: str, as_
             f"  row {row['row']}: {row['feature']} served {row['served']!r}, "
             f"expected {row['expected']!r}"
         )
+
+
+_TABLE_SUFFIXES = (".parquet", ".csv")
+
+
+def _read_entities(path: str) -> Any:
+    """The entity rows of ``--entities``: a CSV or Parquet file, read as Arrow."""
+    from shipyard.core.errors import DataContractError, NotFoundError
+
+    file = Path(path)
+    if file.suffix.lower() not in _TABLE_SUFFIXES:
+        raise DataContractError(
+            f"--entities {path} has suffix {file.suffix!r}.",
+            hint="Give a .csv or .parquet file of entity rows (join keys, timestamp, labels).",
+        )
+    if not file.is_file():
+        raise NotFoundError(
+            f"--entities {path} does not exist.", hint="Check the path of the entity rows file."
+        )
+    import pyarrow as pa
+
+    try:
+        if file.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(file).read()
+        import pyarrow.csv as pacsv
+
+        return pacsv.read_csv(file)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataContractError(
+            f"Cannot read the entity rows in {path}: {exc}",
+            hint="Check the file is a valid CSV (with a header row) or Parquet file.",
+        ) from exc
+
+
+def _check_output(path: str | None) -> Path | None:
+    """``--output``, checked before any work: a .parquet or .csv file in an existing folder."""
+    from shipyard.core.errors import ConfigError
+
+    if path is None:
+        return None
+    file = Path(path)
+    if file.suffix.lower() not in _TABLE_SUFFIXES:
+        raise ConfigError(
+            f"--output {path} has suffix {file.suffix!r}.", hint="Give a .parquet or .csv path."
+        )
+    if not file.parent.is_dir():
+        raise ConfigError(
+            f"--output {path}: folder {file.parent} does not exist.",
+            hint="Create the folder first, or write elsewhere.",
+        )
+    return file
+
+
+def _write_output(table: Any, file: Path) -> None:
+    from shipyard.core.errors import BackendError
+
+    try:
+        if file.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, file)
+        else:
+            import pyarrow.csv as pacsv
+
+            pacsv.write_csv(table, file)
+    except OSError as exc:
+        raise BackendError(
+            f"Cannot write the training set to {file}: {exc}",
+            hint="The training set is saved as a dataset version; export it from there.",
+        ) from exc
+
+
+@features_group.command("training-set")
+@click.argument("service")
+@click.option(
+    "--entities",
+    "entities_path",
+    required=True,
+    help="CSV or Parquet file of entity rows: join keys, the timestamp column, labels.",
+)
+@click.option(
+    "--timestamp",
+    default="event_ts",
+    show_default=True,
+    help="The entity rows' timestamp column (features are read as of each row's time).",
+)
+@click.option("--save-as", help="Dataset to save it in (default: SERVICE's name + '.training').")
+@click.option("--output", help="Also write the training set to this .parquet or .csv file.")
+@_JSON
+@click.pass_context
+def training_set_command(
+    ctx: click.Context,
+    service: str,
+    entities_path: str,
+    timestamp: str,
+    save_as: str | None,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    """Build a point-in-time training set of SERVICE (NAME or NAME@vN) and save it.
+
+    Every entity row gets the features as they were at its timestamp (never later); its
+    other columns (labels) are kept. The result is saved as a dataset version (with its
+    profile), printed as a reference a model or monitor can point at.
+    """
+    from shipyard.core.errors import DataContractError
+
+    output_file = _check_output(output)
+    rows = _read_entities(entities_path)
+    with _store(ctx) as store:
+        try:
+            result = store.training_set(rows, service, timestamp=timestamp, save_as=save_as)
+        except DataContractError as exc:
+            # The store speaks of "the entity rows"; the user knows them as this file.
+            raise DataContractError(f"{entities_path}: {exc.message}", hint=exc.hint) from exc
+    if output_file is not None:
+        _write_output(result.table, output_file)
+    version = result.version
+    if as_json:
+        print_json(
+            {
+                "reference": result.reference,
+                "content_id": version.content_id,
+                "service": result.service,
+                "rows": result.table.num_rows,
+                "features": list(result.features),
+                "with_values": {
+                    name: result.table.num_rows - result.table.column(name).null_count
+                    for name in result.features
+                },
+                "output": str(output_file) if output_file else None,
+            }
+        )
+        return
+    click.echo(
+        f"saved {result.reference}: {result.table.num_rows:,} rows, "
+        f"{len(result.features)} features of {result.service}"
+    )
+    if output_file is not None:
+        click.echo(f"wrote {output_file}")

@@ -3,8 +3,10 @@
 Entities, feature views (over dataset versions or files, with an event timestamp, an
 optional created timestamp and a TTL), on-demand features (Python functions run by the
 same code in training and serving) and feature services (versioned bundles a model uses)
-are applied to the metadata store. Training sets are point-in-time-correct joins (DuckDB's
-ASOF JOIN by default, Spark at scale) saved as dataset versions; materialization copies
+are applied to the metadata store. Training sets are point-in-time-correct joins (a sorted
+index searched in-process by default, DuckDB's ASOF JOIN or Spark on request, identical
+answers) always saved as dataset versions (``<service>.training`` unless named, content-
+addressed, so the same rows are the same version); materialization copies
 the latest values to an online store (SQLite by default, Redis at scale) whose reads
 enforce TTL against the read's as-of time.
 
@@ -14,7 +16,8 @@ enforce TTL against the read's as-of time.
 ...                        timestamp="event_ts", features=[sf.Feature("f0", "float64")])
 >>> store = sf.FeatureStore.open()                                      # doctest: +SKIP
 >>> store.apply([customer, stats, sf.FeatureService("churn", [stats])])  # doctest: +SKIP
->>> store.training_set(entity_rows, "churn@v1", timestamp="ts").table   # doctest: +SKIP
+>>> store.training_set(entity_rows, "churn@v1", timestamp="ts").reference  # doctest: +SKIP
+'churn.training@v1'
 
 Heavy libraries load on first use: importing this package costs almost nothing.
 """

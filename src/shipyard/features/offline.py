@@ -3,9 +3,10 @@
 An engine knows nothing of Shipyard's stores or definitions: the feature store resolves a
 feature view to a :class:`ViewQuery` (source data, key and timestamp columns, features,
 TTL), validates and normalises the inputs, and hands them to the engine. Two engines
-implement it: ``offline_duckdb.DuckDBEngine`` (default) and ``offline_spark.SparkEngine``.
-One conformance suite (``tests/features/test_offline_conformance.py``) runs over both, and
-they must return identical tables on the same inputs.
+implement it: ``offline_duckdb.DuckDBEngine`` (default; a sorted-index join, or DuckDB's
+ASOF JOIN with ``join="asof"``) and ``offline_spark.SparkEngine``. One conformance suite
+(``tests/features/test_offline_conformance.py``) runs over all three, and they must return
+identical tables on the same inputs.
 
 Semantics every engine implements exactly
 -----------------------------------------

@@ -1,5 +1,11 @@
 """The default offline engine: sorted-index point-in-time joins, DuckDB for the rest.
 
+Two point-in-time join modes, both held to the conformance suite: ``join="index"`` (the
+default, below) and ``join="asof"`` (DuckDB's native ``ASOF JOIN`` over a sorted, cached
+keys-and-times table of each source, :mod:`shipyard.features.offline_asof`; configured as
+``[features] offline = "duckdb-asof"``). The index is the default because it measured
+faster on the feature store benchmark, first call and warm (see ``docs/features.md``).
+
 Point-in-time join: only the source's keys and timestamps are read, sorted once into an
 index per source (cached per process for immutable Parquet files, see
 :mod:`shipyard.features.offline_index`), and each entity row's winner is found by a
@@ -19,10 +25,12 @@ import threading
 from collections.abc import Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from shipyard.core.errors import BackendError
+from shipyard.core.errors import BackendError, ConfigError
 from shipyard.features.offline import ViewQuery
+from shipyard.features.offline_asof import AsofTables
 from shipyard.features.offline_index import gather_rows, int64_values, read_columns, source_index
 
 if TYPE_CHECKING:
@@ -30,7 +38,9 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-__all__ = ["DuckDBEngine"]
+__all__ = ["DuckDBEngine", "JoinMode"]
+
+JoinMode = Literal["index", "asof"]
 
 # Every identifier below is quoted by _q and every value bound as a parameter, hence
 # the S608 waivers on the f-string SQL.
@@ -50,14 +60,32 @@ def _ttl_micros(ttl: timedelta) -> int:
 class DuckDBEngine:
     """Point-in-time joins and latest values with DuckDB (in-memory, spills past its cap).
 
+    ``join`` picks the point-in-time method: ``"index"`` (default) or ``"asof"`` (DuckDB's
+    ASOF JOIN; its sorted source tables are persisted under ``cache_dir`` if given).
+
     >>> engine = DuckDBEngine()
     >>> engine.point_in_time_join(entities, [query], entity_timestamp="ts")  # doctest: +SKIP
     """
 
     name = "duckdb"
 
-    def __init__(self, *, threads: int | None = None, memory_limit: str = _MEMORY_LIMIT) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int | None = None,
+        memory_limit: str = _MEMORY_LIMIT,
+        join: JoinMode = "index",
+        cache_dir: Path | None = None,
+    ) -> None:
         import duckdb
+
+        if join not in ("index", "asof"):
+            raise ConfigError(
+                f"The DuckDB engine's join mode is {join!r}; expected 'index' or 'asof'.",
+                hint="Set [features] offline to 'duckdb' (index) or 'duckdb-asof'.",
+            )
+        self.join: JoinMode = join
+        self._asof = AsofTables(cache_dir) if join == "asof" else None
 
         config: dict[str, Any] = {
             "memory_limit": memory_limit,
@@ -92,11 +120,7 @@ class DuckDBEngine:
             if view.created_as_of and view.created_timestamp:
                 winners, stamps = self._replay_winners(entity_rows, view, entity_timestamp), None
             else:
-                index = source_index(view)
-                winners, micros = index.lookup(
-                    [entity_rows.column(k) for k in view.join_keys],
-                    entity_rows.column(entity_timestamp),
-                )
+                winners, micros = self._winners(entity_rows, view, entity_timestamp)
                 if view.ttl is not None:
                     at, _ = int64_values(entity_rows.column(entity_timestamp))
                     # A TTL past any representable span expires nothing; capping it keeps
@@ -117,6 +141,24 @@ class DuckDBEngine:
         if result.num_rows != count:  # pragma: no cover - guards the gather's invariants
             raise BackendError(f"The DuckDB engine produced {result.num_rows} rows for {count}.")
         return result
+
+    def _winners(
+        self, entity_rows: pa.Table, view: ViewQuery, entity_timestamp: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Winning source row per entity row (-1: none) and its event time, before TTL."""
+        if self._asof is None:
+            return source_index(view).lookup(
+                [entity_rows.column(k) for k in view.join_keys],
+                entity_rows.column(entity_timestamp),
+            )
+        with self._lock:
+            return self._asof.winners(
+                self._connection(),
+                lambda con, sql: self._fetch(con, sql, []),
+                entity_rows,
+                view,
+                entity_timestamp,
+            )
 
     def latest_values(
         self,
@@ -201,6 +243,8 @@ class DuckDBEngine:
     def close(self) -> None:
         """Close the DuckDB connection (idempotent)."""
         with self._lock:
+            if self._asof is not None:
+                self._asof.clear(self._con)
             if self._con is not None:
                 self._con.close()
                 self._con = None

@@ -78,12 +78,18 @@ class ApplyReport:
 
 @dataclass(frozen=True, slots=True)
 class TrainingSet:
-    """A point-in-time-correct training set: the entity rows plus feature columns."""
+    """A point-in-time-correct training set: the entity rows plus feature columns, and the
+    dataset version it is saved as (what a model's lineage or a monitor points at)."""
 
     table: pa.Table
     features: tuple[str, ...]
     service: str | None
-    version: DatasetVersion | None = None
+    version: DatasetVersion
+
+    @property
+    def reference(self) -> str:
+        """The saved version's reference, e.g. ``churn.training@v3``."""
+        return self.version.reference
 
     def to_pandas(self) -> Any:
         """The table as a pandas DataFrame."""

@@ -3,12 +3,13 @@
 >>> import shipyard.features as sf
 >>> with sf.FeatureStore.open() as store:                           # doctest: +SKIP
 ...     store.apply([customer, stats, service])
-...     train = store.training_set(labels, "churn_features@v1", timestamp="ts",
-...                                save_as="churn_train")
+...     train = store.training_set(labels, "churn_features@v1", timestamp="ts")
+...     train.reference                                    # 'churn_features.training@v1'
 ...     store.materialize()
 ...     store.online_features("churn_features@v1", [{"customer_id": 7}]).to_dicts()
 
-The offline engine is ``[features] offline`` (``duckdb``, the default, or ``spark``); the
+The offline engine is ``[features] offline`` (``duckdb``, the default, its ASOF JOIN mode
+``duckdb-asof``, or ``spark``); the
 online store is ``[features] online`` (``sqlite``, the default, a file under
 ``.shipyard/``, or ``redis://HOST:PORT/DB``).
 """
@@ -48,6 +49,7 @@ from shipyard.features.records import (
     TrainingSet,
 )
 from shipyard.features.sources import ResolvedSource, resolve_source
+from shipyard.features.training import AD_HOC_LABEL
 from shipyard.store.schema.features import feature_pushes
 from shipyard.store.stores import Stores, open_stores
 
@@ -72,6 +74,10 @@ def open_offline_engine(config: Config) -> OfflineEngine:
         from shipyard.features.offline_duckdb import DuckDBEngine
 
         return DuckDBEngine()
+    if name == "duckdb-asof":
+        from shipyard.features.offline_duckdb import DuckDBEngine
+
+        return DuckDBEngine(join="asof", cache_dir=config.home / "cache" / "features")
     if name == "spark":
         # Imported only when configured: pyspark is an optional, heavy dependency.
         from shipyard.features.offline_spark import SparkEngine
@@ -79,7 +85,7 @@ def open_offline_engine(config: Config) -> OfflineEngine:
         engine: OfflineEngine = SparkEngine.from_config(config)
         return engine
     raise ConfigError(
-        f"[features] offline is {name!r}; expected 'duckdb' or 'spark'.",
+        f"[features] offline is {name!r}; expected 'duckdb', 'duckdb-asof' or 'spark'.",
         hint="Set features.offline in shipyard.toml (or SHIPYARD_FEATURES_OFFLINE).",
     )
 
@@ -333,7 +339,7 @@ class FeatureStore:
             view_name, feature = name.split(":")
             items.setdefault(view_name, []).append(feature)
         views = [self._latest_view(v)[0][fs] for v, fs in items.items()]
-        return plan_from_items("ad hoc", views, self._latest_view)
+        return plan_from_items(AD_HOC_LABEL, views, self._latest_view)
 
     def _latest_view(self, name: str) -> tuple[FeatureView, int | None]:
         stored = self.definition("view", name)
@@ -368,11 +374,14 @@ class FeatureStore:
         save_as: str | None = None,
         description: str | None = None,
     ) -> TrainingSet:
-        """Point-in-time-correct features for each entity row (see ``features.training``).
+        """Point-in-time-correct features for each entity row, saved as a dataset version.
 
         ``entity_rows``: a pyarrow Table, pandas DataFrame, or dataset reference, with the
-        join keys and ``timestamp``; other columns (labels) are kept. ``save_as`` saves the
-        result as a new version of that dataset (with its profile).
+        join keys and ``timestamp``; other columns (labels) are kept. The result is always
+        saved (with its profile) as a version of dataset ``save_as``, by default
+        ``<service>.training``; the same rows again are the same version (content ids,
+        nothing copied). ``TrainingSet.reference`` (``churn.training@v3``) is what a model
+        or a monitor points at. See :mod:`shipyard.features.training`.
         """
         from shipyard.features.training import build_training_set
 

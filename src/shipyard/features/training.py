@@ -1,11 +1,20 @@
-"""Training sets: point-in-time-correct joins, on-demand features, saved as datasets."""
+"""Training sets: point-in-time-correct joins, on-demand features, saved as datasets.
+
+Every training set is saved as a dataset version (with its profile), so a model's
+lineage and monitoring can point at the exact rows it was trained on. The dataset is
+``save_as`` if given, else ``<service>.training`` (``ad_hoc.training`` for a list of
+``view:feature`` names). Versions are content-addressed: the same rows again return the
+version that already holds them, computing only the table's content id (no copy, no
+new version); new rows go through the datasets subsystem's ingestion (profile, sample,
+blobs stored once).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from shipyard.core.errors import DataContractError
+from shipyard.core.errors import DataContractError, NotFoundError, ShipyardError
 from shipyard.features.offline import ViewQuery
 from shipyard.features.plan import FeaturePlan, apply_on_demand
 from shipyard.features.records import TrainingSet
@@ -19,9 +28,13 @@ from shipyard.features.sources import (
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from shipyard.data.records import DatasetVersion
     from shipyard.features.store import FeatureSpec, FeatureStore
 
-__all__ = ["build_training_set", "point_in_time"]
+__all__ = ["build_training_set", "default_dataset_name", "point_in_time"]
+
+AD_HOC_LABEL = "ad hoc"
+"""The plan label of ``view:feature`` names (no service); their dataset is ``ad_hoc.training``."""
 
 
 def read_entity_rows(fs: FeatureStore, entity_rows: Any, *, what: str) -> pa.Table:
@@ -117,6 +130,11 @@ def build_training_set(
     description: str | None,
 ) -> TrainingSet:
     """See :meth:`shipyard.features.store.FeatureStore.training_set`."""
+    from shipyard.core.references import validate_name
+
+    if save_as is not None:
+        # Checked before the join, so a typo does not cost the whole computation.
+        validate_name(save_as, what="training set dataset name (save_as)")
     what = f"entity rows {entity_rows!r}" if isinstance(entity_rows, str) else "the entity rows"
     table = read_entity_rows(fs, entity_rows, what=what)
     if table.num_rows == 0:
@@ -128,15 +146,82 @@ def build_training_set(
     # on-demand inputs that were read only to compute outputs are left out.
     keep = [*entity_columns, *(o for o in plan.outputs if o not in entity_columns)]
     result = joined.select(keep)
-    version = None
-    if save_as is not None:
-        from shipyard.data.sources_memory import TableSource
-
-        ingest = fs.datasets.ingest(
-            save_as,
-            TableSource(result, name=f"training set of {plan.label}"),
-            tags={"feature_service": plan.label, "kind": "training_set"},
-            description=description or f"Point-in-time training set for {plan.label}",
-        )
-        version = ingest.version
+    name = save_as or default_dataset_name(plan.label)
+    version = save_training_set(fs, result, name, plan.label, description)
     return TrainingSet(result, plan.outputs, plan.label, version)
+
+
+def default_dataset_name(label: str) -> str:
+    """``<service>.training``: the dataset a service's training sets are saved in.
+
+    ``label`` is the plan's (``churn@v2``, a service's name, or ``"ad hoc"``).
+
+    >>> default_dataset_name("churn@v2")
+    'churn.training'
+    """
+    service = "ad_hoc" if label == AD_HOC_LABEL else label.partition("@")[0]
+    return f"{service}.training"
+
+
+def save_training_set(
+    fs: FeatureStore, table: pa.Table, name: str, service: str, description: str | None
+) -> DatasetVersion:
+    """The version of dataset ``name`` holding ``table``: an existing one with the same
+    content, else a new one (profiled, tagged with the feature service)."""
+    from shipyard.data.sources_memory import TableSource
+
+    existing = _version_with_content(fs, name, table)
+    if existing is not None:
+        return existing
+    ingest = fs.datasets.ingest(
+        name,
+        TableSource(table, name=f"training set of {service}"),
+        tags={"feature_service": service, "kind": "training_set"},
+        description=description or f"Point-in-time training set for {service}",
+    )
+    return ingest.version
+
+
+def _version_with_content(fs: FeatureStore, name: str, table: pa.Table) -> DatasetVersion | None:
+    """A version of ``name`` whose content id is ``table``'s, found without ingesting.
+
+    The id is computed the way ingestion computes it (canonical types, every column
+    nullable, no contract). Should the two ever disagree, this finds nothing and the
+    ingestion stores the table as usual: a slower path, never a wrong version.
+    """
+    content_id = table_content_id(table)
+    if content_id is None:
+        return None
+    try:
+        version = fs.datasets.get_version(f"{name}@{content_id}")
+    except NotFoundError:
+        return None
+    return version if version.content_id == content_id else None
+
+
+def table_content_id(table: pa.Table) -> str | None:
+    """The content id ingesting ``table`` without a contract gives it (None: not known)."""
+    import pyarrow as pa
+
+    from shipyard.data.canonical import TableHasher
+    from shipyard.data.types import canonical_type_of
+
+    try:
+        types = [canonical_type_of(field.type, field.name) for field in table.schema]
+        if any(t.duckdb is None for t in types):
+            return None  # nested and duration columns: ingestion's own conversion decides
+        schema = pa.schema(
+            [
+                pa.field(f.name, t.arrow, nullable=True)
+                for f, t in zip(table.schema, types, strict=True)
+            ]
+        )
+        columns = [
+            column if column.type == t.arrow else column.cast(t.arrow)
+            for column, t in zip(table.columns, types, strict=True)
+        ]
+        hasher = TableHasher(schema, [t.name for t in types])
+        hasher.update(pa.Table.from_arrays(columns, schema=schema))
+    except (ShipyardError, pa.ArrowException):
+        return None
+    return str(hasher.content_id())
