@@ -66,7 +66,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "region": "S3 region",
     },
     "features": {
-        "offline": "offline engine: duckdb (default) or spark",
+        "offline": "offline engine: duckdb (default), duckdb-asof or spark",
         "online": "online store: sqlite (default, under .shipyard/) or redis://HOST:PORT/DB",
         "spark_master": "Spark master URL for the spark engine (default local[2])",
     },
