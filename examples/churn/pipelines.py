@@ -1,8 +1,9 @@
 """The churn example's pipeline and its closed-loop policy.
 
 ``shipyard run train_churn`` builds a point-in-time training set from the newest
-``customers`` version, fits the model and logs it on the step's tracked run (so
-``shipyard models register churn --run STEP_RUN_ID`` can register it). ``shipyard
+``customers`` version and fits the model, which the ``train`` step returns (so
+``shipyard models register churn --pipeline-run RUN_ID --step train`` registers it, with
+the step's run and ``customers`` as its lineage). ``shipyard
 scheduler`` runs ``churn_policy``: when the monitor raises a drift or performance alert,
 it re-runs ``train_churn``, evaluates the challenger with the gates of ``[gates.churn]``
 plus "no worse than the champion", and promotes it or rejects it.
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from shipyard.evaluation import champion as no_worse_than_champion
 from shipyard.evaluation import gates_from_config
-from shipyard.pipelines import current_step, dataset, log_metrics, pipeline, step
+from shipyard.pipelines import dataset, log_metrics, pipeline, step
 from shipyard.pipelines.closed_loop import Policy
 
 PROJECT = Path(__file__).resolve().parent
@@ -103,19 +104,11 @@ def make_model():
 
 @step(libraries=["scikit-learn"])
 def train(table):
-    """Fit the model; log it on this step's tracked run, so it can be registered."""
-    from shipyard.tracking.client import TrackingClient
-
+    """Fit the model and return it: the step's output is the model to register."""
     frame = table.to_pandas()
     features = frame[NUMERIC + CATEGORICAL]
     model = make_model().fit(features, frame[LABEL].astype("int64"))
     log_metrics({"train_rows": len(frame), "train_accuracy": model.score(features, frame[LABEL])})
-    tracking = TrackingClient(_config())
-    try:
-        tracking.log_model(current_step().run_id, model, "model", input_example=features.head(5))
-        tracking.flush()
-    finally:
-        tracking.close()
     return model
 
 

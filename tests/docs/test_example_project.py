@@ -96,11 +96,15 @@ def test_example_project_runs_as_its_readme_says(
     train_run = next(s["step_run_id"] for s in run["steps"] if s["step"] == "train")
 
     code, out = cli(
-        project, capsys, "models", "register", "churn", "--run", train_run,
-        "--training-data", "churn_train", "--feature-service", "churn_features",
+        project, capsys, "models", "register", "churn", "--pipeline-run", run["run_id"][:12],
+        "--step", "train", "--training-data", "churn_train", "--feature-service", "churn_features",
     )  # fmt: skip
     assert code == 0, out
     assert "churn@v1" in out
+    with ModelRegistry.open(load_config(project)) as registry:
+        registered = registry.get("churn@v1")
+    assert registered.run_id == train_run  # lineage: the step's run and the data upstream
+    assert registered.dataset_versions[:2] == ("churn_train@v1", "customers@v1")
     code, out = cli(
         project, capsys, "models", "evaluate", "churn@v1", "--data", "churn_holdout",
         "--label", "churn", "--gates-from-config",

@@ -2,6 +2,7 @@
 
 \b
   shipyard models register churn --run 3f9a1c2b [--path model] [--training-data churn@v1]
+  shipyard models register churn --pipeline-run 8d2e41aa [--step train] [--output output]
   shipyard models list [NAME]             shipyard models show churn@champion
   shipyard models evaluate churn@v3 ...   shipyard models card churn@v3
   shipyard models promote churn@v3 champion --reason "beats v2 on holdout"
@@ -75,20 +76,38 @@ def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
 
 @models_group.command("register")
 @click.argument("name")
-@click.option("--run", "run_id", required=True, metavar="RUN_ID", help="The run that logged it.")
+@click.option("--run", "run_id", metavar="RUN_ID", help="The run that logged the model.")
 @click.option(
     "--path",
     "artifact_path",
-    default="model",
-    show_default=True,
-    help="The name the run logged the model under (log_model(model, NAME)).",
+    default=None,
+    help="With --run: the name the run logged the model under (log_model(model, NAME); "
+    "default 'model').",
+)
+@click.option(
+    "--pipeline-run",
+    "pipeline_run",
+    metavar="RUN_ID",
+    help="A pipeline run whose step returned the model (instead of --run).",
+)
+@click.option(
+    "--step",
+    metavar="STEP",
+    help="With --pipeline-run: the step that returned it (default: the run's only model).",
+)
+@click.option(
+    "--output",
+    "output",
+    metavar="NAME",
+    help="With --pipeline-run: the step's output (default: its only model output).",
 )
 @click.option(
     "--training-data",
     "training_data",
     multiple=True,
     metavar="REF",
-    help="Training dataset version, e.g. churn@v1 (default: the run's train inputs).",
+    help="Training dataset version, e.g. churn@v1 (default: the run's train inputs, or the "
+    "dataset versions upstream of the step).",
 )
 @click.option("--feature-service", metavar="REF", help="e.g. churn_features@v2.")
 @click.option("--description", default="", help="What this version is.")
@@ -103,8 +122,11 @@ def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
 def register_command(
     ctx: click.Context,
     name: str,
-    run_id: str,
-    artifact_path: str,
+    run_id: str | None,
+    artifact_path: str | None,
+    pipeline_run: str | None,
+    step: str | None,
+    output: str | None,
     training_data: tuple[str, ...],
     feature_service: str | None,
     description: str,
@@ -112,21 +134,46 @@ def register_command(
     allow_pickle: bool,
     as_json: bool,
 ) -> None:
-    """Register the model a tracked run logged as a new version of NAME."""
+    """Register a model as a new version of NAME: the one a tracked run logged (--run), or
+    the one a pipeline step returned (--pipeline-run, with --step and --output when the
+    run has several models).
+
+    \b
+      shipyard models register churn --run 3f9a1c2b --training-data churn@v1
+      shipyard models register churn --pipeline-run 8d2e41aa --step train
+    """
     from shipyard.models.serialize import version_to_dict
 
+    _check_source(run_id, artifact_path, pipeline_run, step, output)
     parsed_tags = _parse_tags(tags)
-    with _registry(ctx) as registry, _status(f"Registering {name} from run {run_id}..."):
-        version = registry.register(
-            name,
-            run_id=run_id,
-            artifact_path=artifact_path,
-            training_data=list(training_data) or None,
-            feature_service=feature_service,
-            description=description,
-            tags=parsed_tags,
-            allow_pickle=allow_pickle,
-        )
+    source = f"run {run_id}" if run_id else f"pipeline run {pipeline_run}"
+    with _registry(ctx) as registry, _status(f"Registering {name} from {source}..."):
+        if pipeline_run is not None:
+            from shipyard.pipelines.step_models import register_step_model
+
+            version = register_step_model(
+                registry,
+                name,
+                pipeline_run,
+                step=step,
+                output=output,
+                training_data=list(training_data) or None,
+                feature_service=feature_service,
+                description=description,
+                tags=parsed_tags,
+                allow_pickle=allow_pickle,
+            )
+        else:
+            version = registry.register(
+                name,
+                run_id=run_id,
+                artifact_path=artifact_path or "model",
+                training_data=list(training_data) or None,
+                feature_service=feature_service,
+                description=description,
+                tags=parsed_tags,
+                allow_pickle=allow_pickle,
+            )
     if as_json:
         print_json(version_to_dict(version))
         return
@@ -134,6 +181,33 @@ def register_command(
         f"Registered {version.reference} ({version.short_id}, {version.model_type}, "
         f"{len(version.signature.inputs)} inputs, task {version.signature.task})."
     )
+
+
+def _check_source(
+    run_id: str | None,
+    artifact_path: str | None,
+    pipeline_run: str | None,
+    step: str | None,
+    output: str | None,
+) -> None:
+    """Exactly one source: a run's logged model, or a pipeline step's output (exit 2)."""
+    if (run_id is None) == (pipeline_run is None):
+        raise click.UsageError(
+            "Give exactly one of --run (a run that logged the model) and --pipeline-run "
+            "(a pipeline run whose step returned it)"
+            + (", not both." if run_id is not None else ".")
+            + " e.g. shipyard models register churn --pipeline-run RUN_ID --step train"
+        )
+    if run_id is not None and (step is not None or output is not None):
+        raise click.UsageError(
+            "--step and --output pick a pipeline step's output; they go with --pipeline-run "
+            "(with --run, --path names the model the run logged)."
+        )
+    if pipeline_run is not None and artifact_path is not None:
+        raise click.UsageError(
+            "--path names a model a run logged; it goes with --run (with --pipeline-run, "
+            "--step and --output pick the step's model output)."
+        )
 
 
 @models_group.command("list")

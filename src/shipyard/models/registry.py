@@ -7,8 +7,9 @@
 ...     registry.load("churn@champion").predict([{"state": "KS", ...}]).labels
 
 See ``shipyard.models`` for the whole API; the pieces live in ``catalog`` (versions and
-evaluations in SQL), ``aliases`` (moves, audit, canary/shadow), ``registering`` (what a
-registration stores), ``packaging`` (the stored folder) and ``loaded`` (predict).
+evaluations in SQL), ``promotion`` (the alias methods: moves, audit, canary/shadow) over
+``aliases`` (their SQL), ``registering`` (what a registration stores), ``packaging`` (the
+stored folder) and ``loaded`` (predict).
 """
 
 from __future__ import annotations
@@ -18,36 +19,27 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from shipyard.core.config import Config, load_config
 from shipyard.core.errors import IntegrityError
 from shipyard.core.references import parse_reference, validate_name
-from shipyard.models import aliases as alias_ops
 from shipyard.models import catalog, stored_evaluations
 from shipyard.models.errors import ModelInputError
 from shipyard.models.loaded import LoadedModel
 from shipyard.models.packaging import HOOKS, MODEL_FOLDER, download_package, upload_package
-from shipyard.models.records import (
-    AliasConfig,
-    AliasMove,
-    Evaluation,
-    GateResult,
-    ModelVersion,
-    Signature,
-    Task,
-)
-from shipyard.models.serialize import check_gate_results
+from shipyard.models.promotion import Promotion, resolve_actor
+from shipyard.models.records import Evaluation, GateResult, ModelVersion, Signature, Task
 from shipyard.store.schema.models import model_versions, models
 from shipyard.store.stores import Stores, open_stores
 
 if TYPE_CHECKING:
     from shipyard.data.client import DatasetClient
+    from shipyard.tracking.records import Run
 
 __all__ = ["ModelRegistry"]
 
@@ -57,22 +49,12 @@ MAX_LOADED = 16
 """Loaded models kept in memory per registry (least recently loaded dropped first)."""
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+class ModelRegistry(Promotion):
+    """The model registry of one project's stores. Close it (or use ``with``) when done.
 
-
-def _actor(actor: object) -> str:
-    if actor is None:
-        from shipyard.tracking.capture import current_user
-
-        return current_user()
-    if not isinstance(actor, str) or not actor.strip() or len(actor) > 256:
-        raise ModelInputError(f"actor must be a name of 1-256 characters, not {actor!r}.")
-    return actor.strip()
-
-
-class ModelRegistry:
-    """The model registry of one project's stores. Close it (or use ``with``) when done."""
+    Registering, reading, loading and evaluations are here; alias moves, the audit log,
+    canary and shadow come from ``Promotion`` (``shipyard.models.promotion``).
+    """
 
     def __init__(
         self,
@@ -154,14 +136,19 @@ class ModelRegistry:
         task: Task | None = None,
         model_type: str | None = None,
         actor: str | None = None,
+        source_run: str | None = None,
     ) -> ModelVersion:
         """Register a new immutable version of model ``name``; return it.
 
         Give a fitted ``model`` or the ``run_id`` that logged one (``artifact_path``, the
-        name it was logged under). The signature is inferred unless given: input columns
-        from the model's feature names and an input example (given, saved with the model,
-        or sampled from the training data), their types, rules and observed ranges from
-        the training dataset version (``training_data``; for a run, its inputs with role
+        name it was logged under). With a ``model``, ``source_run`` names the tracking run
+        that produced it (a pipeline step's run): the version records that run and its git
+        commit, and the run's dataset inputs join its lineage, as for ``run_id``.
+
+        The signature is inferred unless given: input columns from the model's feature
+        names and an input example (given, saved with the model, or sampled from the
+        training data), their types, rules and observed ranges from the training dataset
+        version (``training_data``; for a run, its inputs with role
         ``train`` by default). Hooks: ``preprocess(frame)`` gets the rows as a pandas
         DataFrame (the signature's columns, in order) and returns what the model takes;
         ``postprocess(scores, frame)`` returns the final scores. Hooks are Python code:
@@ -177,10 +164,15 @@ class ModelRegistry:
             store_version,
         )
 
+        if source_run is not None and model is None:
+            raise ModelInputError(
+                "source_run= names the run that produced model=; no model was given.",
+                hint="To register the model a run logged, pass run_id= instead.",
+            )
         checked_tags = check_register_arguments(
             name, model, run_id, description=description, allow_pickle=allow_pickle, tags=tags
         )
-        who = _actor(actor)
+        who = resolve_actor(actor)
         service_ref = check_feature_service(feature_service)
         scratch = Path(tempfile.mkdtemp(prefix="shipyard-register-"))
         try:
@@ -190,6 +182,8 @@ class ModelRegistry:
                 else None
             )
             run = run_model.run if run_model is not None else None
+            if source_run is not None:
+                run = self._source_run(source_run)
             training, lineage = resolve_datasets(self.datasets, training_data, run)
             built = build_package(
                 scratch / "package",
@@ -222,6 +216,24 @@ class ModelRegistry:
             actor=who,
         )
         return self.get(f"{name}@v{number}")
+
+    def _source_run(self, run_id: object) -> Run:
+        from shipyard.core.errors import NotFoundError
+        from shipyard.tracking.queries import load_run
+
+        if not isinstance(run_id, str) or not run_id.strip():
+            raise ModelInputError(
+                f"source_run must be a run id (hex text), not {run_id!r}.",
+                hint="Pass the step_run_id of the pipeline step that trained the model.",
+            )
+        with self.stores.metadata.connect() as conn:
+            run = load_run(conn, run_id)
+        if run.lifecycle == "deleted":
+            raise NotFoundError(
+                f"Run {run.id} is deleted; it cannot be the lineage of a new version.",
+                hint=f"Restore it first: `shipyard runs restore {run.id[:8]}`.",
+            )
+        return run
 
     # --- Reading --------------------------------------------------------------------------
 
@@ -342,237 +354,6 @@ class ModelRegistry:
         ]
         return model, loaded[0], loaded[1]
 
-    # --- Aliases --------------------------------------------------------------------------
-
-    def set_alias(
-        self,
-        reference: str,
-        alias: str,
-        *,
-        reason: str = "",
-        gate_results: Sequence[GateResult] = (),
-        override_reason: str | None = None,
-        actor: str | None = None,
-    ) -> AliasMove:
-        """Point ``name@alias`` at the version ``reference`` names; audit the move.
-
-        Refuses (``GateFailed``) when a gate result failed, unless ``override_reason``
-        says why it must happen anyway (the move is then marked as an override).
-        """
-        results = check_gate_results(gate_results)
-        why = alias_ops.check_reason(reason)
-        override_text = alias_ops.check_override(override_reason)
-        who = _actor(actor)
-        version = self.get(reference)
-        alias_ops.check_alias(version.name, alias)
-        override = False
-        if not all(r.passed for r in results):
-            if not override_text:
-                alias_ops.refuse_failed_gates(version.reference, alias, results)
-            override = True
-        if override:
-            why = f"{why} (override: {override_text})" if why else f"override: {override_text}"
-        return self._move(version.name, alias, version.number, who, why, results, override)
-
-    def promote(
-        self,
-        reference: str,
-        alias: str,
-        *,
-        reason: str = "",
-        override_reason: str | None = None,
-        actor: str | None = None,
-    ) -> AliasMove:
-        """Point ``alias`` at a version whose newest stored evaluation passed every gate.
-
-        Refuses (``GateFailed``) when a gate failed or the version was never evaluated,
-        unless ``override_reason`` is given (the audit log marks the override).
-        """
-        version = self.get(reference)
-        alias_ops.check_alias(version.name, alias)
-        evaluation = self.latest_evaluation(version.reference)
-        override_text = alias_ops.check_override(override_reason)
-        if evaluation is None:
-            if not override_text:
-                alias_ops.refuse_unevaluated(version.reference, alias)
-            why = alias_ops.check_reason(reason)
-            text = f"override: {override_text} (not evaluated)"
-            return self._move(
-                version.name,
-                alias,
-                version.number,
-                _actor(actor),
-                f"{why} ({text})" if why else text,
-                (),
-                True,
-            )
-        return self.set_alias(
-            version.reference,
-            alias,
-            reason=reason,
-            gate_results=evaluation.gate_results,
-            override_reason=override_reason,
-            actor=actor,
-        )
-
-    def rollback(self, reference: str, *, reason: str = "", actor: str | None = None) -> AliasMove:
-        """Move ``name@alias`` back to the version it pointed at before its last move."""
-        ref = parse_reference(reference)
-        if ref.kind != "alias" or ref.value is None:
-            raise ModelInputError(
-                f"rollback takes NAME@ALIAS (e.g. churn@champion), not {reference!r}.",
-                hint="Name the alias to move back.",
-            )
-        why = alias_ops.check_reason(reason) or "rollback to the previous version"
-        who = _actor(actor)
-        metadata = self.stores.metadata
-        with metadata.transaction() as conn:
-            serial = catalog.lock_model(conn, metadata, ref.name, create=False, now=_now())
-            _, target = alias_ops.rollback_target(conn, ref.name, ref.value)
-            move = alias_ops.move_alias(
-                conn,
-                metadata,
-                ref.name,
-                ref.value,
-                target,
-                actor=who,
-                reason=why,
-                gate_results=(),
-                override=False,
-                kind="rollback",
-                now=_now(),
-            )
-            alias_ops.bump_serial(conn, ref.name, serial)
-        return move
-
-    def remove_alias(
-        self, name: str, alias: str, *, reason: str = "", actor: str | None = None
-    ) -> AliasMove:
-        """Delete ``name@alias`` (audited); serving of it stops at the next poll."""
-        validate_name(name, what="model name")
-        alias_ops.check_alias(name, alias)
-        return self._move(
-            name, alias, None, _actor(actor), alias_ops.check_reason(reason), (), False, "remove"
-        )
-
-    def _move(
-        self,
-        name: str,
-        alias: str,
-        number: int | None,
-        actor: str,
-        reason: str,
-        results: Sequence[GateResult],
-        override: bool,
-        kind: Literal["set", "rollback", "remove"] = "set",
-    ) -> AliasMove:
-        metadata = self.stores.metadata
-        now = _now()
-        with metadata.transaction() as conn:
-            serial = catalog.lock_model(conn, metadata, name, create=False, now=now)
-            move = alias_ops.move_alias(
-                conn,
-                metadata,
-                name,
-                alias,
-                number,
-                actor=actor,
-                reason=reason,
-                gate_results=results,
-                override=override,
-                kind=kind,
-                now=now,
-            )
-            alias_ops.bump_serial(conn, name, serial)
-        return move
-
-    def alias_history(self, name: str, alias: str) -> list[AliasMove]:
-        """Every move of ``name@alias``, newest first."""
-        validate_name(name, what="model name")
-        alias_ops.check_alias(name, alias)
-        with self.stores.metadata.connect() as conn:
-            if not catalog.model_exists(conn, name):
-                raise catalog.unknown_model(conn, name)
-            return alias_ops.history(conn, name, alias)
-
-    def audit_log(self, name: str) -> list[AliasMove]:
-        """Every alias move of model ``name``, newest first."""
-        validate_name(name, what="model name")
-        with self.stores.metadata.connect() as conn:
-            if not catalog.model_exists(conn, name):
-                raise catalog.unknown_model(conn, name)
-            return alias_ops.history(conn, name, None)
-
-    def alias_config(self, name: str, alias: str) -> AliasConfig:
-        """Where ``name@alias`` points, its canary and shadow, and the model's serial."""
-        validate_name(name, what="model name")
-        alias_ops.check_alias(name, alias)
-        with self.stores.metadata.connect() as conn:
-            return alias_ops.alias_config(conn, name, alias)
-
-    def serial(self, name: str) -> int:
-        """A number that increases on every alias or alias-config change of the model."""
-        with self.stores.metadata.connect() as conn:
-            value = conn.execute(select(models.c.serial).where(models.c.name == name)).scalar()
-            if value is None:
-                raise catalog.unknown_model(conn, name)
-            return int(value)
-
-    def set_canary(
-        self,
-        name: str,
-        alias: str,
-        *,
-        version: int,
-        share: float,
-        sticky_by: Literal["entity", "request"] = "entity",
-        actor: str | None = None,
-    ) -> AliasConfig:
-        """Send ``share`` (0 < share < 1) of ``name@alias``'s traffic to ``version``."""
-        share = alias_ops.check_canary(share, sticky_by)
-        number = self._version_number(name, version)
-        return self._traffic(
-            name,
-            alias,
-            {"canary_number": number, "canary_share": share, "canary_sticky_by": sticky_by},
-            actor,
-            "model.canary.set",
-        )
-
-    def clear_canary(self, name: str, alias: str, *, actor: str | None = None) -> AliasConfig:
-        """Stop the canary of ``name@alias``."""
-        values = {"canary_number": None, "canary_share": None, "canary_sticky_by": None}
-        return self._traffic(name, alias, values, actor, "model.canary.clear")
-
-    def set_shadow(
-        self, name: str, alias: str, *, version: int, actor: str | None = None
-    ) -> AliasConfig:
-        """Send a copy of ``name@alias``'s traffic to ``version`` (answers only logged)."""
-        number = self._version_number(name, version)
-        return self._traffic(name, alias, {"shadow_number": number}, actor, "model.shadow.set")
-
-    def clear_shadow(self, name: str, alias: str, *, actor: str | None = None) -> AliasConfig:
-        """Stop the shadow of ``name@alias``."""
-        return self._traffic(name, alias, {"shadow_number": None}, actor, "model.shadow.clear")
-
-    def _version_number(self, name: str, version: object) -> int:
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise ModelInputError(f"version must be a version number (int), not {version!r}.")
-        return self.get(f"{name}@v{version}").number
-
-    def _traffic(
-        self, name: str, alias: str, values: dict[str, Any], actor: str | None, action: str
-    ) -> AliasConfig:
-        validate_name(name, what="model name")
-        alias_ops.check_alias(name, alias)
-        who = _actor(actor)
-        metadata = self.stores.metadata
-        with metadata.transaction() as conn:
-            alias_ops.set_traffic(
-                conn, metadata, name, alias, values, actor=who, action=action, now=_now()
-            )
-        return self.alias_config(name, alias)
-
     # --- Evaluations ----------------------------------------------------------------------
 
     def record_evaluation(
@@ -600,7 +381,7 @@ class ModelRegistry:
             threshold=threshold,
             plots=plots,
             detail=detail,
-            actor=_actor(actor),
+            actor=resolve_actor(actor),
         )
         found = stored_evaluations.read_evaluations(self.stores, version)
         return next(e for e in found if e.id == evaluation_id)
