@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -87,3 +88,40 @@ def test_bad_input_gives_one_clear_line(
         captured = capsys.readouterr()
         assert "Traceback" not in captured.err
         assert needle in captured.err, (args, captured.err)
+
+
+def test_check_follows_the_alert_rules_and_channels_of_shipyard_toml(
+    project: Path,
+    datasets_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from shipyard.core.config import load_config
+
+    root = tmp_path / "configured"
+    shutil.copytree(project, root)
+    churn = read_churn(datasets_dir)
+    serve(load_config(root, environ={}), shifted(churn.slice(2900, 600)), prefix="toml")
+    toml = root / "shipyard.toml"
+    base = toml.read_text()
+    toml.write_text(
+        base + "[alerts.rules]\n"
+        'calls = { kind = "data_drift", subject = "number_customer_service_calls", '
+        'severity = "critical" }\n'
+        '[alerts.channels]\noncall = { type = "log", logger = "oncall" }\n'
+    )
+    with caplog.at_level("WARNING", logger="oncall"):
+        assert _cli(root, "check", "churn", "--window", "600", "--json") == 1
+    check = json.loads(capsys.readouterr().out)
+    # Only the configured rule raises: the default rules would also flag the score.
+    assert [(b["severity"], b["subject"]) for b in check["breaches"]] == [
+        ("critical", "number_customer_service_calls")
+    ]
+    [sent] = [r for r in caplog.records if r.name == "oncall"]
+    assert "number_customer_service_calls" in sent.getMessage()
+    toml.write_text(base + '[alerts.rules]\ncalls = { kind = "data_drift", severity = "loud" }\n')
+    assert _cli(root, "check", "churn") == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "shipyard.toml [alerts.rules] calls: Alert rule 'calls': severity 'loud'" in err

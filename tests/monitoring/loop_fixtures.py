@@ -126,7 +126,8 @@ def serve(
     latency_ms: float = 2.0,
     broken: bool = False,
 ) -> list[str]:
-    """Score ``rows`` with the served version and log them through the PredictionLogWriter."""
+    """Score ``rows`` with the served version and log them through the PredictionLogWriter
+    (``broken``: every fifth call failed, logged as serving logs a model that raised)."""
     begin = start or datetime.now(UTC) - timedelta(minutes=30)
     features = rows.drop_columns([LABEL]) if LABEL in rows.column_names else rows
     with ModelRegistry.open(config) as registry:
@@ -135,6 +136,7 @@ def serve(
         writer = PredictionLogWriter(registry.stores.metadata, flush_interval=0.05)
         ids = []
         for index, row in enumerate(features.to_pylist()):
+            failed = broken and index % 5 == 0  # every fifth call raised in the model
             request_id = f"{prefix}-{index}"
             ids.append(request_id)
             writer.log(
@@ -146,10 +148,11 @@ def serve(
                     version_id=version.id,
                     alias="champion",
                     inputs=row,
-                    score=None if broken and index % 5 == 0 else float(scores[index]),
+                    score=None if failed else float(scores[index]),
                     latency_ms=latency_ms,
                     threshold=0.5,
                     logged_at=begin + timedelta(milliseconds=index),
+                    error="RuntimeError" if failed else None,
                 )
             )
         writer.close()

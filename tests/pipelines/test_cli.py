@@ -180,7 +180,7 @@ def test_no_pipelines_and_no_schedules(
     project.write("pipelines.py", PIPELINES)
     code, _, err = cli(capsys, project, "scheduler", "--max-ticks", "1", "--tick", "0.01")
     assert code == 0
-    assert "No schedules or triggers" in err and "0 schedule(s)" in err
+    assert "No schedules, triggers or policies" in err and "0 schedule(s)" in err
 
 
 def test_the_scheduler_command_runs_until_sigterm(project: Project) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,14 @@ def _policy(**overrides: Any) -> Policy:
     }
     values.update(overrides)
     return Policy(**values)
+
+
+def wait_for_workers(scheduler: Scheduler, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while scheduler.workers.running:
+        assert time.monotonic() < deadline, f"episodes still running: {scheduler.workers.running}"
+        time.sleep(0.2)
+        scheduler.tick()
 
 
 def _steps(run: Any) -> list[str]:
@@ -137,7 +146,9 @@ def test_the_scheduler_runs_the_policy_and_gates_reject_the_challenger(project: 
     messages: list[str] = []
     scheduler = Scheduler(project, pipelines=[], policies=[policy], log=messages.append)
     try:
-        scheduler.tick()
+        scheduler.tick()  # the check alerts; the episode trains in a worker process
+        assert scheduler.workers.busy("churn")
+        wait_for_workers(scheduler)
     finally:
         scheduler.close()
     [run] = loop_history(project, model="churn")

@@ -65,14 +65,23 @@ def check_command(
     allow_pickle: bool,
     as_json: bool,
 ) -> None:
-    """Run one monitoring check of MODEL now (exit code 1 when it alerts)."""
+    """Run one monitoring check of MODEL now (exit code 1 when it alerts).
+
+    Alerts follow [alerts.rules] and go to [alerts.channels] of shipyard.toml (the
+    default rules and a log channel where a table is left out).
+    """
+    from shipyard.monitoring.alert_config import alerts_from_config
     from shipyard.monitoring.monitor import run_check
 
+    config = config_from_context(ctx)
+    alerts = alerts_from_config(config)
     check = run_check(
-        config_from_context(ctx),
+        config,
         model,
         window=_window(window, last),
         arm=arm,
+        rules=alerts.rules,
+        channels=alerts.channels,
         min_rows=min_rows,
         allow_pickle=allow_pickle,
     )

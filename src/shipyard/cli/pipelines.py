@@ -404,17 +404,19 @@ def scheduler_command(
     lease_seconds: float,
     max_ticks: int | None,
 ) -> None:
-    """Run the project's pipelines on their schedules and triggers until stopped."""
+    """Run the project's pipelines on their schedules and triggers, and its closed-loop
+    policies (pipelines.py and [policies.NAME]), until stopped."""
     from shipyard.pipelines.scheduler import Scheduler
 
     config = config_from_context(ctx)
     scheduler = Scheduler(
         config, executor=executor, lease_seconds=lease_seconds, poll_seconds=poll_seconds
     )
-    if not scheduler.schedules and not scheduler.triggers:
+    if not scheduler.schedules and not scheduler.triggers and not scheduler.loop.policies:
         click.echo(
-            f"No schedules or triggers in {config.project_dir}/pipelines.py; declare one with "
-            '@pipeline(schedule="0 3 * * *") or triggers=[on_dataset(...)].',
+            f"No schedules, triggers or policies in {config.project_dir}: declare one with "
+            '@pipeline(schedule="0 3 * * *"), triggers=[on_dataset(...)], a Policy(...) in '
+            "pipelines.py or a [policies.NAME] table in shipyard.toml.",
             err=True,
         )
     scheduler.install_signal_handlers()

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from shipyard.core.errors import ConfigError
+from shipyard.core.validation import check_number
 from shipyard.evaluation import metrics as m
 from shipyard.evaluation.probes import PROBES, run_probes
 from shipyard.evaluation.slices import check_bins, slice_labels
@@ -172,21 +173,6 @@ def _check_metric_name(name: Any, *, where: str) -> str:
     return name
 
 
-def _check_number(
-    value: Any, *, where: str, low: float | None = None, high: float | None = None
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{where} must be a finite number, not {value!r}.")
-    if (low is not None and value < low) or (high is not None and value > high):
-        span = (
-            f"between {low:g} and {high:g}"
-            if low is not None and high is not None
-            else (f">= {low:g}" if low is not None else f"<= {high:g}")
-        )
-        raise ConfigError(f"{where} must be {span}, not {value!r}.")
-    return float(value)
-
-
 def _metric_fits_task(metric_name: str, task: Task, gate: str) -> None:
     regression = task == "regression"
     if regression != (metric_name in m.REGRESSION_METRICS):
@@ -243,7 +229,7 @@ def metric(
     name = _check_metric_name(name, where=where)
     if op not in _OPERATORS:
         raise ConfigError(f"{where}: operator {op!r} is not one of >=, >, <=, <.")
-    bound = _check_number(value, where=f"{where}: the bound of {name}")
+    bound = check_number(value, where=f"{where}: the bound of {name}")
     return MetricGate(name, op, bound, gate_name or "")  # type: ignore[arg-type]
 
 
@@ -303,8 +289,8 @@ def recall_at_precision(
     precision: float, *, min_recall: float, where: str = "recall_at_precision()"
 ) -> ThresholdGate:
     """Recall at the threshold with the best recall whose precision is ``>= precision``."""
-    at = _check_number(precision, where=f"{where}: precision", low=0.0, high=1.0)
-    low = _check_number(min_recall, where=f"{where}: min_recall", low=0.0, high=1.0)
+    at = check_number(precision, where=f"{where}: precision", low=0.0, high=1.0)
+    low = check_number(min_recall, where=f"{where}: min_recall", low=0.0, high=1.0)
     return ThresholdGate("recall_at_precision", at, low)
 
 
@@ -312,8 +298,8 @@ def precision_at_recall(
     recall: float, *, min_precision: float, where: str = "precision_at_recall()"
 ) -> ThresholdGate:
     """Precision at the threshold with the best precision whose recall is ``>= recall``."""
-    at = _check_number(recall, where=f"{where}: recall", low=0.0, high=1.0)
-    low = _check_number(min_precision, where=f"{where}: min_precision", low=0.0, high=1.0)
+    at = check_number(recall, where=f"{where}: recall", low=0.0, high=1.0)
+    low = check_number(min_precision, where=f"{where}: min_precision", low=0.0, high=1.0)
     return ThresholdGate("precision_at_recall", at, low)
 
 
@@ -370,7 +356,7 @@ def champion(
 ) -> ChampionGate:
     """Compare with the version behind ``alias`` on the same data."""
     name = _check_metric_name(metric, where=where)
-    drop = _check_number(max_drop, where=f"{where}: max_drop", low=0.0)
+    drop = check_number(max_drop, where=f"{where}: max_drop", low=0.0)
     if not isinstance(alias, str) or not alias:
         raise ConfigError(f"{where}: alias must be a non-empty string, not {alias!r}.")
     return ChampionGate(name, drop, alias)
@@ -447,12 +433,12 @@ def latency(
     *, p99_ms: float, samples: int = 200, max_seconds: float = 20.0, where: str = "latency()"
 ) -> LatencyGate:
     """A p99 budget for single-row predict, in milliseconds."""
-    budget = _check_number(p99_ms, where=f"{where}: p99_ms", low=0.0)
+    budget = check_number(p99_ms, where=f"{where}: p99_ms", low=0.0)
     if isinstance(samples, bool) or not isinstance(samples, int) or not 10 <= samples <= 100_000:
         raise ConfigError(
             f"{where}: samples must be an integer from 10 to 100000, not {samples!r}."
         )
-    cap = _check_number(max_seconds, where=f"{where}: max_seconds", low=0.1)
+    cap = check_number(max_seconds, where=f"{where}: max_seconds", low=0.1)
     return LatencyGate(budget, samples, max_seconds=cap)
 
 
@@ -529,7 +515,7 @@ def fairness(
     name = _check_metric_name(metric, where=where)
     if not isinstance(by, str) or not by:
         raise ConfigError(f"{where}: by must name a column, not {by!r}.")
-    gap = _check_number(max_gap, where=f"{where}: max_gap", low=0.0)
+    gap = check_number(max_gap, where=f"{where}: max_gap", low=0.0)
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
         raise ConfigError(f"{where}: min_rows must be a positive integer, not {min_rows!r}.")
     return FairnessGate(name, by, gap, min_rows, check_bins(bins, where=f"{where}: bins"))

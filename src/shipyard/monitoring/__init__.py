@@ -23,6 +23,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from shipyard.monitoring.alert_config import AlertConfig, alerts_from_config
     from shipyard.monitoring.alerts import (
         Alert,
         AlertManager,
@@ -54,10 +55,10 @@ if TYPE_CHECKING:
         log_labels,
         store_labels,
     )
+    from shipyard.monitoring.log_window import LogWindow, read_log_window
     from shipyard.monitoring.monitor import (
         MonitorCheck,
         check_history,
-        read_log_window,
         run_check,
     )
     from shipyard.monitoring.multivariate import (
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
         LogSettings,
         PredictionLogWriter,
         PredictionRecord,
+        log_failed_call,
         purge_expired,
     )
     from shipyard.monitoring.reference import (
@@ -89,6 +91,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Alert",
+    "AlertConfig",
     "AlertManager",
     "AlertRule",
     "BadLabelRow",
@@ -101,6 +104,7 @@ __all__ = [
     "LabelReport",
     "LogChannel",
     "LogSettings",
+    "LogWindow",
     "MonitorCheck",
     "MultivariateResult",
     "PerformanceReport",
@@ -110,11 +114,13 @@ __all__ = [
     "ScoreCalibrator",
     "WebhookChannel",
     "Window",
+    "alerts_from_config",
     "check_drift",
     "check_history",
     "default_rules",
     "dispatch",
     "drift_findings",
+    "log_failed_call",
     "log_label_file",
     "log_labels",
     "parse_channels",
@@ -140,6 +146,7 @@ _LAZY: dict[str, str] = {
     "LogSettings": "shipyard.monitoring.prediction_log",
     "PredictionLogWriter": "shipyard.monitoring.prediction_log",
     "PredictionRecord": "shipyard.monitoring.prediction_log",
+    "log_failed_call": "shipyard.monitoring.prediction_log",
     "purge_expired": "shipyard.monitoring.prediction_log",
     "DriftDetector": "shipyard.monitoring.drift",
     "check_drift": "shipyard.monitoring.drift",
@@ -154,6 +161,8 @@ _LAZY: dict[str, str] = {
     "windows_by_time": "shipyard.monitoring.windows",
     "DomainClassifier": "shipyard.monitoring.multivariate",
     "MultivariateResult": "shipyard.monitoring.multivariate",
+    "AlertConfig": "shipyard.monitoring.alert_config",
+    "alerts_from_config": "shipyard.monitoring.alert_config",
     "Alert": "shipyard.monitoring.alerts",
     "AlertManager": "shipyard.monitoring.alerts",
     "AlertRule": "shipyard.monitoring.alerts",
@@ -171,7 +180,8 @@ _LAZY: dict[str, str] = {
     "performance_window": "shipyard.monitoring.performance",
     "MonitorCheck": "shipyard.monitoring.monitor",
     "check_history": "shipyard.monitoring.monitor",
-    "read_log_window": "shipyard.monitoring.monitor",
+    "LogWindow": "shipyard.monitoring.log_window",
+    "read_log_window": "shipyard.monitoring.log_window",
     "run_check": "shipyard.monitoring.monitor",
 }
 

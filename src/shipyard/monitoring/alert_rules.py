@@ -168,7 +168,7 @@ def default_rules() -> list[AlertRule]:
     ]
 
 
-def parse_rules(table: Any, *, where: str = "[alerts]") -> list[AlertRule]:
+def parse_rules(table: Any, *, where: str = "[alerts.rules]") -> list[AlertRule]:
     """Rules from a config table: ``{name: {kind=..., severity=..., cooldown="6h"...}}``.
 
     ``cooldown`` is a number of seconds or a string such as ``"90s"``, ``"15m"``,
@@ -194,7 +194,10 @@ def parse_rules(table: Any, *, where: str = "[alerts]") -> list[AlertRule]:
         values = dict(spec)
         if "cooldown" in values:
             values["cooldown"] = parse_duration(values["cooldown"], where=f"{at} cooldown")
-        rules.append(AlertRule(str(name), **values))
+        try:
+            rules.append(AlertRule(str(name), **values))
+        except ConfigError as exc:
+            raise ConfigError(f"{at}: {exc.message}", hint=exc.hint) from exc
     return rules
 
 

@@ -390,14 +390,19 @@ def parse_channels(table: Any, *, where: str = "[alerts.channels]") -> list[Chan
             )
         args = {key: value for key, value in spec.items() if key not in ("type", "name")}
         channel_name = str(spec.get("name", name))
-        if kind == "log":
-            channels.append(LogChannel(**args, name=channel_name))
-        elif kind == "webhook":
-            if "url" not in args:
-                raise ConfigError(f"{at}: missing 'url'.")
-            channels.append(WebhookChannel(args.pop("url"), **args, name=channel_name))
-        else:
-            if "command" not in args:
-                raise ConfigError(f"{at}: missing 'command'.")
-            channels.append(CommandChannel(args.pop("command"), **args, name=channel_name))
+        required = {"webhook": "url", "command": "command"}.get(kind)
+        if required is not None and required not in args:
+            raise ConfigError(f"{at}: missing {required!r}.")
+        try:
+            channels.append(_channel(kind, args, channel_name))
+        except ConfigError as exc:
+            raise ConfigError(f"{at}: {exc.message}", hint=exc.hint) from exc
     return channels
+
+
+def _channel(kind: str, args: dict[str, Any], name: str) -> Channel:
+    if kind == "log":
+        return LogChannel(**args, name=name)
+    if kind == "webhook":
+        return WebhookChannel(args.pop("url"), **args, name=name)
+    return CommandChannel(args.pop("command"), **args, name=name)

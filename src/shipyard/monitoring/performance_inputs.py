@@ -114,7 +114,8 @@ def read_logged_predictions(
             if labelled_only
             else log.outerjoin(labels, labels.c.request_id == log.c.request_id)
         )
-        .where(log.c.model == model, log.c.version == version)
+        # A failed call (error set) has no score to judge; the canary counts it.
+        .where(log.c.model == model, log.c.version == version, log.c.error.is_(None))
         .order_by(log.c.logged_at, log.c.request_id, log.c.arm)
     )
     if since is not None:

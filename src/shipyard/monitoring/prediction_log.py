@@ -8,7 +8,9 @@ seconds, or sooner when ``batch_size`` records wait), applying the configured ma
 (``monitoring.log_mask``: the value becomes ``"***"``) and dropping
 (``monitoring.log_drop``: the column is not stored) on the way, so a PII column never
 reaches the store. The same thread deletes records older than
-``monitoring.log_retention_days`` once an hour.
+``monitoring.log_retention_days`` once an hour. A model call that raises is logged as
+well (:func:`log_failed_call`): a record without a score whose ``error`` names the
+failure, so failures count among the requests of their arm.
 
 What can be lost, and how it shows: the queue holds at most ``max_pending`` records;
 past it (the database cannot keep up) new records are dropped and counted in
@@ -39,6 +41,7 @@ from shipyard.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from shipyard.core.config import Config
+    from shipyard.models.records import ModelVersion
     from shipyard.store.metadata import MetadataStore
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "LogSettings",
     "PredictionLogWriter",
     "PredictionRecord",
+    "log_failed_call",
     "purge_expired",
 ]
 
@@ -54,6 +58,7 @@ DEFAULT_RETENTION_DAYS = 90
 _MAX_RETENTION_DAYS = 36_500
 _RETENTION_EVERY_S = 3600.0
 _COLUMN_NAME_MAX = 256
+_ERROR_KIND_MAX = 128
 
 _log = logging.getLogger("shipyard.monitoring")
 
@@ -64,7 +69,9 @@ class PredictionRecord:
 
     ``features`` maps each looked-up feature to ``{"value", "view", "event_ts",
     "status"}``; ``flags`` lists the values outside what training saw, each
-    ``{"field", "value", "reason"}``.
+    ``{"field", "value", "reason"}``. ``error`` is the kind of failure (the exception's
+    class name) of a model call that raised; such a record has no score (see
+    :func:`log_failed_call`).
     """
 
     request_id: str
@@ -83,6 +90,7 @@ class PredictionRecord:
     features: Mapping[str, Mapping[str, Any]] | None = None
     flags: Sequence[Mapping[str, Any]] = ()
     logged_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -310,7 +318,62 @@ class PredictionLogWriter:
             "threshold": record.threshold,
             "latency_ms": record.latency_ms,
             "flags": settings.scrub_flags(record.flags),
+            "error": record.error[:_ERROR_KIND_MAX] if record.error is not None else None,
         }
+
+
+def log_failed_call(
+    writer: PredictionLogWriter | None,
+    error: BaseException,
+    *,
+    model: str,
+    alias: str | None,
+    arm: str,
+    version: ModelVersion,
+    request_ids: Sequence[str],
+    inputs: Sequence[Mapping[str, Any]],
+    started: float,
+) -> None:
+    """Log the records of a model call that raised: one record per request id, without
+    a score, with ``error`` the class name of what the model raised (the cause of a
+    wrapped ``DataContractError``: ``RuntimeError``, ``ZeroDivisionError``...).
+
+    The request's records passed the contract, so the failure is the model's: serving
+    answers 422 ``model_error`` (or 500), and the arm's error rate must count it.
+
+    ``started`` is the request's ``time.perf_counter()`` at arrival (the latency is up to
+    the failure). Serving calls this on its failure path, so the canary's error rate is
+    failures over every request of the arm. Never raises: the request's own error wins.
+
+    >>> except Exception as exc:  # doctest: +SKIP
+    ...     log_failed_call(writer, exc, model="churn", alias="champion", arm="canary",
+    ...                     version=arm.version, request_ids=ids, inputs=rows, started=t0)
+    ...     raise
+    """
+    if writer is None:
+        return
+    try:
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        now = datetime.now(UTC)
+        kind = type(error.__cause__ or error).__name__[:_ERROR_KIND_MAX]
+        for request_id, record in zip(request_ids, inputs, strict=True):
+            writer.log(
+                PredictionRecord(
+                    request_id=request_id,
+                    arm=arm,
+                    model=model,
+                    version=version.number,
+                    version_id=version.id,
+                    alias=alias,
+                    inputs=record if isinstance(record, Mapping) else {},
+                    score=None,
+                    latency_ms=latency_ms,
+                    logged_at=now,
+                    error=kind,
+                )
+            )
+    except Exception as exc:  # noqa: BLE001 - logging a failure must not replace it
+        _log.warning("prediction log: a failed call of %s was not logged: %s", model, exc)
 
 
 def _insert_ignoring_duplicates(metadata: MetadataStore) -> Any:

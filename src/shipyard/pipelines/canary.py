@@ -4,7 +4,9 @@ A :class:`Canary` states what a challenger must show on its share of live traffi
 it is promoted: a minimum number of requests, an error-rate and a latency limit, and,
 where labels have arrived, a metric no worse than the champion's over the same period.
 :func:`judge_canary` reads both arms from the prediction log and names every failed
-criterion.
+criterion. The error rate is failed requests over every request of the canary arm:
+serving logs a model call that raised as a record with ``error`` set
+(``monitoring.prediction_log.log_failed_call``), beside the scored ones.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from shipyard.core.errors import ConfigError
+from shipyard.core.validation import check_number, check_whole
 
 if TYPE_CHECKING:
     from shipyard.models.records import ModelVersion
@@ -23,29 +26,15 @@ if TYPE_CHECKING:
 __all__ = ["Canary", "judge_canary"]
 
 
-def _number(value: Any, where: str, *, low: float, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{where} is {value!r}; expected a number.")
-    if not low <= value <= high:
-        raise ConfigError(f"{where} is {value!r}; expected a number from {low:g} to {high:g}.")
-    return float(value)
-
-
-def _whole(value: Any, where: str, *, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{where} is {value!r}; expected a whole number >= {low}.")
-    return value
-
-
 @dataclass(frozen=True)
 class Canary:
     """A canary's share of traffic and the criteria it must meet before promotion.
 
     ``min_requests`` canary records must be logged within ``max_wait``; among them at most
-    ``max_error_rate`` without a finite score, a p99 latency within ``max_p99_ms`` (when
-    given) and, once ``min_labels`` labelled records exist on both arms,
-    ``metric_vs_champion`` (``roc_auc``, ``recall``...) no more than ``max_metric_drop``
-    below the champion's over the same period.
+    ``max_error_rate`` failed (the model call raised, or gave no finite score), a p99
+    latency within ``max_p99_ms`` (when given) and, once ``min_labels`` labelled records
+    exist on both arms, ``metric_vs_champion`` (``roc_auc``, ``recall``...) no more than
+    ``max_metric_drop`` below the champion's over the same period.
     """
 
     share: float = 0.1
@@ -59,13 +48,15 @@ class Canary:
     sticky_by: Literal["entity", "request"] = "request"
 
     def __post_init__(self) -> None:
-        _number(self.share, "Canary.share", low=1e-6, high=1 - 1e-6)
-        _whole(self.min_requests, "Canary.min_requests", low=1)
-        _number(self.max_error_rate, "Canary.max_error_rate", low=0.0, high=1.0)
+        check_number(
+            self.share, where="Canary.share", low=0.0, high=1.0, low_open=True, high_open=True
+        )
+        check_whole(self.min_requests, where="Canary.min_requests", low=1)
+        check_number(self.max_error_rate, where="Canary.max_error_rate", low=0.0, high=1.0)
         if self.max_p99_ms is not None:
-            _number(self.max_p99_ms, "Canary.max_p99_ms", low=0.0)
-        _number(self.max_metric_drop, "Canary.max_metric_drop", low=0.0)
-        _whole(self.min_labels, "Canary.min_labels", low=1)
+            check_number(self.max_p99_ms, where="Canary.max_p99_ms", low=0.0)
+        check_number(self.max_metric_drop, where="Canary.max_metric_drop", low=0.0)
+        check_whole(self.min_labels, where="Canary.min_labels", low=1)
         if self.metric_vs_champion is not None:
             from shipyard.evaluation.metrics import BINARY_METRICS
 
@@ -100,7 +91,14 @@ def judge_canary(
     log, labels = prediction_log, prediction_labels
     query = (
         select(
-            log.c.arm, log.c.version, log.c.score, log.c.latency_ms, log.c.threshold, labels.c.label
+            log.c.arm,
+            log.c.version,
+            log.c.score,
+            log.c.scores,
+            log.c.error,
+            log.c.latency_ms,
+            log.c.threshold,
+            labels.c.label,
         )
         .select_from(log.outerjoin(labels, labels.c.request_id == log.c.request_id))
         .where(log.c.model == challenger.name, log.c.logged_at >= since)
@@ -114,7 +112,7 @@ def judge_canary(
             elif row.arm == "champion" and row.version == champion_version:
                 champion_rows.append(row)
     requests = len(canary_rows)
-    errors = sum(1 for r in canary_rows if r.score is None or not math.isfinite(r.score))
+    errors = sum(1 for r in canary_rows if _failed(r))
     latencies = np.array([r.latency_ms for r in canary_rows], dtype=np.float64)
     p99 = float(np.percentile(latencies, 99)) if requests else None
     figures: dict[str, Any] = {
@@ -138,6 +136,16 @@ def judge_canary(
     return figures
 
 
+def _failed(row: Any) -> bool:
+    """A failed request: a model call that raised (``error``), or an answer without a
+    finite score (nor class probabilities)."""
+    if row.error is not None:
+        return True
+    if row.score is None:
+        return row.scores is None
+    return not math.isfinite(row.score)
+
+
 def _metric_vs_champion(
     canary: Canary,
     challenger: ModelVersion,
@@ -154,7 +162,7 @@ def _metric_vs_champion(
     positive = classes[1] if classes and len(classes) == 2 else 1
 
     def figure(rows: list[Any]) -> tuple[float | None, int]:
-        kept = [r for r in rows if r.label is not None and r.score is not None]
+        kept = [r for r in rows if r.label is not None and r.score is not None and not r.error]
         if len(kept) < canary.min_labels:
             return None, len(kept)
         y = np.array([str(r.label) == str(positive) for r in kept], dtype=np.int64)

@@ -17,11 +17,12 @@ canary -> promote, reject or roll back; every step recorded.
         promote="auto",
     )
 
-A policy written at module level in the project's ``pipelines.py`` is run by
+A policy (``shipyard.pipelines.policy``: written at module level in the project's
+``pipelines.py``, or a ``[policies.NAME]`` table of ``shipyard.toml``) is run by
 ``shipyard scheduler``: every ``check_every`` it runs a monitoring check of the model
-(``shipyard.monitoring.monitor``); an alert of a kind it listens to (``drift``: data,
-dataset or prediction drift; ``performance``: realized performance below its bounds)
-starts an *episode* (a ``loop_runs`` row):
+(``shipyard.monitoring.monitor``, with the ``[alerts]`` rules and channels); an alert of
+a kind it listens to (``drift``: data, dataset or prediction drift; ``performance``:
+realized performance below its bounds) starts an *episode* (a ``loop_runs`` row):
 
 1. ``triggered``: what started it (the alert, the schedule, a person);
 2. ``trained``: the training pipeline runs (``run_pipeline``, on the newest dataset
@@ -31,9 +32,9 @@ starts an *episode* (a ``loop_runs`` row):
    on ``evaluation_data``; a failed gate rejects the challenger;
 4. ``canary`` (optional): ``registry.set_canary`` gives it ``share`` of the traffic; the
    episode waits (each scheduler tick calls :meth:`ClosedLoop.advance`) until the canary
-   has ``min_requests`` logged records, then judges them: error rate (records without a
-   finite score), p99 latency and, where labels arrived, the metric against the
-   champion's over the same period. A failed criterion, or ``max_wait`` passing first,
+   has ``min_requests`` logged records, then judges them: error rate (failed calls over
+   every request of the arm), p99 latency and, where labels arrived, the metric against
+   the champion's over the same period. A failed criterion, or ``max_wait`` passing first,
    clears the canary at once (rolled back);
 5. ``promoted`` (``registry.promote``, which checks the stored evaluation again) or
    ``rejected``/``rolled_back``; with ``promote="manual"`` the episode ends ``ready``
@@ -41,23 +42,32 @@ starts an *episode* (a ``loop_runs`` row):
 
 Every step is a ``loop_events`` row with who, when, what and the figures;
 ``shipyard monitor history`` lists them beside checks and alerts.
+
+In Python, :meth:`ClosedLoop.start` runs steps 1-4 at once. The scheduler's tick records
+step 1 and runs steps 2-4 in a worker process (``shipyard.pipelines.loop_worker``) that
+it polls, so a long training delays no check and no other schedule.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from shipyard.core.errors import ConfigError, NotFoundError, ShipyardError
+from shipyard.pipelines import loop_store
 from shipyard.pipelines.canary import Canary, judge_canary
+from shipyard.pipelines.loop_store import LoopRun, loop_history
+from shipyard.pipelines.policy import ALERT_TRIGGERS, Policy, project_policies
 
 if TYPE_CHECKING:
     from shipyard.core.config import Config
     from shipyard.models.records import ModelVersion
     from shipyard.models.registry import ModelRegistry
-    from shipyard.pipelines.cron import CronExpression
+    from shipyard.monitoring.alert_rules import AlertRule
+    from shipyard.monitoring.channels import Channel
+    from shipyard.pipelines.loop_worker import EpisodeWorkers
 
 __all__ = [
     "ALERT_TRIGGERS",
@@ -69,12 +79,6 @@ __all__ = [
     "project_policies",
 ]
 
-ALERT_TRIGGERS: dict[str, tuple[str, ...]] = {
-    "drift": ("data_drift", "dataset_drift", "prediction_drift"),
-    "performance": ("performance",),
-}
-"""What each ``on=`` word listens to: the alert kinds of ``shipyard.monitoring.alerts``."""
-
 Clock = Callable[[], datetime]
 
 
@@ -82,147 +86,13 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class Policy:
-    """One closed-loop policy (see the module doc). ``name`` defaults to the model's."""
-
-    model: str
-    pipeline: str
-    evaluation_data: str
-    label: str
-    on: Sequence[str] | str = ("drift", "performance")
-    gates: Sequence[Any] | Literal["config"] = "config"
-    canary: Canary | None = None
-    promote: Literal["auto", "manual"] = "auto"
-    alias: str = "champion"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    output: str | None = None
-    name: str | None = None
-    check_every: timedelta = timedelta(minutes=10)
-    window: int | timedelta = 1000
-    executor: str = "inprocess"
-    allow_pickle: bool = False
-
-    def __post_init__(self) -> None:
-        from shipyard.core.errors import ReferenceError_
-        from shipyard.core.references import parse_reference, validate_name
-
-        where = f"Policy({self.model!r})"
-        for attribute in ("model", "pipeline", "evaluation_data", "label"):
-            value = getattr(self, attribute)
-            if not isinstance(value, str) or not value.strip():
-                raise ConfigError(
-                    f"{where}: {attribute} must be a non-empty string, not {value!r}."
-                )
-        try:
-            validate_name(self.model, what="model name")
-            parse_reference(self.evaluation_data)
-        except ReferenceError_ as exc:
-            raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from exc
-        if isinstance(self.on, str):
-            from shipyard.pipelines.cron import parse_cron
-
-            try:
-                parse_cron(self.on)
-            except ShipyardError as exc:
-                raise ConfigError(
-                    f"{where}: on={self.on!r} is neither a list of alert triggers nor a cron "
-                    f"schedule: {exc}",
-                    hint='Use on=["drift", "performance"] or on="0 3 * * *".',
-                ) from exc
-        else:
-            words = list(self.on) if isinstance(self.on, list | tuple) else None
-            if not words or any(word not in ALERT_TRIGGERS for word in words):
-                raise ConfigError(
-                    f"{where}: on={self.on!r}; expected a non-empty list of "
-                    f"{' and '.join(ALERT_TRIGGERS)}, or a cron schedule string.",
-                    hint='e.g. on=["drift"] or on="0 3 * * 1".',
-                )
-        if self.gates != "config":
-            from shipyard.evaluation.gates import Gate
-
-            if not isinstance(self.gates, list | tuple) or not all(
-                isinstance(g, Gate) for g in self.gates
-            ):
-                raise ConfigError(
-                    f'{where}: gates must be "config" or a list of gates '
-                    "(shipyard.evaluation.metric(...), champion(...)...).",
-                )
-        if self.canary is not None and not isinstance(self.canary, Canary):
-            raise ConfigError(f"{where}: canary must be a Canary(...) or None.")
-        if self.promote not in ("auto", "manual"):
-            raise ConfigError(f"{where}: promote is {self.promote!r}; use auto or manual.")
-        if not isinstance(self.params, Mapping):
-            raise ConfigError(f"{where}: params must be a mapping of pipeline parameters.")
-        if not isinstance(self.check_every, timedelta) or self.check_every <= timedelta(0):
-            raise ConfigError(f"{where}: check_every must be a positive timedelta.")
-        if isinstance(self.window, bool) or not (
-            (isinstance(self.window, int) and self.window >= 1)
-            or (isinstance(self.window, timedelta) and self.window > timedelta(0))
-        ):
-            raise ConfigError(f"{where}: window must be a record count >= 1 or a timedelta.")
-        if self.executor not in ("inprocess", "process", "ray"):
-            raise ConfigError(
-                f"{where}: executor {self.executor!r}; use inprocess, process or ray."
-            )
-
-    @property
-    def key(self) -> str:
-        return self.name or self.model
-
-    @property
-    def schedule(self) -> CronExpression | None:
-        if not isinstance(self.on, str):
-            return None
-        from shipyard.pipelines.cron import parse_cron
-
-        return parse_cron(self.on)
-
-    @property
-    def alert_kinds(self) -> tuple[str, ...]:
-        if isinstance(self.on, str):
-            return ()
-        return tuple(kind for word in self.on for kind in ALERT_TRIGGERS[word])
-
-
-@dataclass(frozen=True)
-class LoopRun:
-    """One episode of a policy as stored, with its events (oldest first)."""
-
-    id: int
-    policy: str
-    model: str
-    trigger: str
-    stage: str
-    status: str
-    champion_version: int | None
-    challenger_version: int | None
-    outcome: str | None
-    detail: Mapping[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    events: tuple[Mapping[str, Any], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "policy": self.policy,
-            "model": self.model,
-            "trigger": self.trigger,
-            "stage": self.stage,
-            "status": self.status,
-            "champion_version": self.champion_version,
-            "challenger_version": self.challenger_version,
-            "outcome": self.outcome,
-            "detail": dict(self.detail),
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "events": [{**event, "at": event["at"].isoformat()} for event in self.events],
-        }
-
-
 class ClosedLoop:
-    """Runs policies' episodes on one project's stores (the scheduler holds one)."""
+    """Runs policies' episodes on one project's stores (the scheduler holds one).
+
+    ``rules`` and ``channels`` of the checks default to the config's ``[alerts]``;
+    with ``workers`` (the scheduler's), :meth:`tick` runs each episode's steps in a
+    worker process instead of in the tick.
+    """
 
     def __init__(
         self,
@@ -231,8 +101,12 @@ class ClosedLoop:
         *,
         clock: Clock = _utc_now,
         log: Callable[[str], None] | None = None,
-        channels: Sequence[Any] | None = None,
+        rules: Sequence[AlertRule] | None = None,
+        channels: Sequence[Channel] | None = None,
+        workers: EpisodeWorkers | None = None,
     ) -> None:
+        from shipyard.monitoring.alert_config import AlertConfig, alerts_from_config
+
         keys = [p.key for p in policies]
         for policy in policies:
             if not isinstance(policy, Policy):
@@ -242,11 +116,16 @@ class ClosedLoop:
             raise ConfigError(
                 f"Two policies are named {repeated[0]!r}.", hint="Give each a distinct name=."
             )
+        configured = (
+            alerts_from_config(config) if rules is None or channels is None else AlertConfig()
+        )
         self.config = config
         self.policies = list(policies)
         self.clock = clock
         self.log = log or (lambda message: None)
-        self.channels = channels
+        self.rules = configured.rules if rules is None else list(rules)
+        self.channels = configured.channels if channels is None else list(channels)
+        self.workers = workers
         self._registry: ModelRegistry | None = None
         now = clock()
         self._next_check = {p.key: now for p in self.policies}
@@ -276,8 +155,11 @@ class ClosedLoop:
     # --- what the scheduler calls -------------------------------------------------------
 
     def tick(self) -> None:
-        """Advance running episodes; run due checks and schedules; start episodes."""
+        """Reap ended workers; advance canaries; run due checks and schedules; start
+        episodes (in a worker when the loop has ``workers``)."""
         now = self.clock()
+        if self.workers is not None:
+            self.reap_workers(now)
         for policy in self.policies:
             try:
                 self._tick_policy(policy, now)
@@ -285,30 +167,52 @@ class ClosedLoop:
                 self.log(f"policy {policy.key}: {type(exc).__name__}: {exc}")
 
     def _tick_policy(self, policy: Policy, now: datetime) -> None:
+        if self.workers is not None and self.workers.busy(policy.key):
+            self._skip_fire(policy, now)
+            return  # its episode trains in a worker; reaping picks up how it ended
         running = self._running(policy)
         if running is not None:
-            self.advance(running.id)
+            self._skip_fire(policy, now)
+            if running.stage == "canary" or self.workers is None:
+                self.advance(running.id)
+            else:
+                self._fail_orphan(policy, running, now)
             return
         if policy.schedule is not None:
             if now >= self._next_fire[policy.key]:
                 fire_at = self._next_fire[policy.key]
                 self._next_fire[policy.key] = policy.schedule.next_after(now)
-                self.start(policy, f"schedule {policy.on} at {fire_at:%Y-%m-%d %H:%M}Z")
+                self._launch(policy, f"schedule {policy.on} at {fire_at:%Y-%m-%d %H:%M}Z", {}, now)
             return
         if now < self._next_check[policy.key]:
             return
         self._next_check[policy.key] = now + policy.check_every
-        self.check_and_start(policy)
+        alert = self._check(policy)
+        if alert is not None:
+            self._launch(policy, *alert, now)
+
+    def _skip_fire(self, policy: Policy, now: datetime) -> None:
+        """A fire time that comes while the policy's episode runs is skipped, not queued."""
+        if policy.schedule is not None and now >= self._next_fire[policy.key]:
+            fire_at = self._next_fire[policy.key]
+            self._next_fire[policy.key] = policy.schedule.next_after(now)
+            self.log(f"policy {policy.key}: fire time {fire_at:%H:%M}Z skipped, its episode runs")
 
     def check_and_start(self, policy: Policy) -> LoopRun | None:
         """Run a monitoring check of the policy's model; start an episode on an alert of
-        a kind the policy listens to. Returns the episode, or None."""
+        a kind the policy listens to (in this process). Returns the episode, or None."""
+        alert = self._check(policy)
+        return None if alert is None else self.start(policy, alert[0], detail=alert[1])
+
+    def _check(self, policy: Policy) -> tuple[str, dict[str, Any]] | None:
+        """The trigger and detail of an alert the policy listens to, or None."""
         from shipyard.monitoring.monitor import run_check
 
         check = run_check(
             self.registry,
             policy.model,
             window=policy.window,
+            rules=self.rules,
             channels=self.channels,
             actor=f"policy:{policy.key}",
             allow_pickle=policy.allow_pickle,
@@ -321,20 +225,80 @@ class ClosedLoop:
         if not kinds:
             return None
         subjects = sorted({f.subject for s, f in check.breaches if f.kind in kinds})
-        return self.start(
-            policy,
+        return (
             f"check {check.id}: {', '.join(kinds)} ({', '.join(subjects[:6])})",
-            detail={"check_id": check.id, "alert_kinds": kinds},
+            {"check_id": check.id, "alert_kinds": kinds},
         )
+
+    def _launch(
+        self, policy: Policy, trigger: str, detail: Mapping[str, Any], now: datetime
+    ) -> None:
+        """Start an episode: in a worker process with ``workers``, else right here."""
+        if self.workers is None:
+            self.start(policy, trigger, detail=detail)
+            return
+        metadata = self.registry.stores.metadata
+        if not self.workers.claim(metadata, policy.key, now):
+            self.log(f"policy {policy.key}: another scheduler runs its episode; not started")
+            return
+        try:
+            run_id = self.begin(policy, trigger, detail=detail)
+        except BaseException:
+            self.workers.unclaim(metadata, policy.key, now)
+            raise
+        try:
+            self.workers.launch(policy, run_id, now)
+        except Exception as exc:
+            self.workers.unclaim(metadata, policy.key, now, status="failed")
+            self.fail(run_id, f"its worker did not start: {type(exc).__name__}: {exc}")
+            raise
+
+    def reap_workers(self, now: datetime | None = None) -> None:
+        """Release ended workers' leases; fail an episode its worker left unfinished."""
+        if self.workers is None:
+            return
+        now = now or self.clock()
+        metadata = self.registry.stores.metadata
+        self.workers.renew(metadata, now)
+        for ended in self.workers.reap(metadata, now):
+            run = self._run(ended.run_id)
+            if run.status == "running" and run.stage != "canary":
+                self.fail(
+                    ended.run_id,
+                    f"its worker exited with code {ended.code} before the episode ended; "
+                    f"see {ended.log_path}",
+                )
+                run = self._run(ended.run_id)
+            self.log(
+                f"policy {ended.policy}: episode {ended.run_id} worker ended (code "
+                f"{ended.code}): {run.outcome or run.stage}"
+            )
+
+    def _fail_orphan(self, policy: Policy, running: LoopRun, now: datetime) -> None:
+        """A running episode before its canary with no worker of ours: if no scheduler
+        holds the policy's lease, its worker is gone (the scheduler stopped): fail it."""
+        assert self.workers is not None  # noqa: S101 - called only with workers
+        metadata = self.registry.stores.metadata
+        if not self.workers.claim(metadata, policy.key, now):
+            return  # another scheduler's worker is on it
+        try:
+            self.fail(running.id, "its worker is gone (the scheduler stopped while it ran)")
+        finally:
+            self.workers.unclaim(metadata, policy.key, now, status="failed")
 
     # --- an episode ---------------------------------------------------------------------
 
     def start(
         self, policy: Policy, trigger: str, *, detail: Mapping[str, Any] | None = None
     ) -> LoopRun:
-        """Start an episode now: train, register, evaluate, then canary or decide."""
-        from shipyard.pipelines import loop_store
+        """Start an episode now and run it here: train, register, evaluate, then canary
+        or decide (:meth:`begin` then :meth:`run_episode`)."""
+        return self.run_episode(policy, self.begin(policy, trigger, detail=detail))
 
+    def begin(
+        self, policy: Policy, trigger: str, *, detail: Mapping[str, Any] | None = None
+    ) -> int:
+        """Record a new episode of ``policy`` (``triggered``) and return its id."""
         if policy not in self.policies:
             self.policies.append(policy)
             self._next_check.setdefault(policy.key, self.clock())
@@ -356,7 +320,18 @@ class ClosedLoop:
             now=self.clock(),
         )
         self._event(run_id, "triggered", "ok", f"{policy.key}: {trigger}", detail or {})
+        return run_id
+
+    def run_episode(self, policy: Policy, run_id: int) -> LoopRun:
+        """Train, register, evaluate, then start the canary or decide (episode ``run_id``,
+        recorded by :meth:`begin`). A failure marks the episode failed and is raised."""
         try:
+            run = self._run(run_id)
+            champion = (
+                self.registry.get(f"{policy.model}@v{run.champion_version}")
+                if run.champion_version is not None
+                else None
+            )
             challenger = self._train(policy, run_id, champion)
             passed = self._evaluate(policy, run_id, challenger, champion)
             if not passed:
@@ -369,22 +344,30 @@ class ClosedLoop:
                 return self._start_canary(policy, run_id, challenger)
             return self._decide(policy, run_id, challenger)
         except Exception as exc:
-            self._event(run_id, "failed", "failed", f"{type(exc).__name__}: {exc}", {})
-            self._clear_canary_quietly(policy, run_id)
-            loop_store.update_run(
-                self.registry.stores.metadata,
-                run_id,
-                self.clock(),
-                stage="failed",
-                status="failed",
-                outcome="failed",
-            )
+            self.fail(run_id, f"{type(exc).__name__}: {exc}")
             raise
+
+    def fail(self, run_id: int, message: str) -> LoopRun:
+        """Mark a running episode failed (its canary, if any, cleared)."""
+        run = self._run(run_id)
+        if run.status != "running":
+            return run
+        self._event(run_id, "failed", "failed", message, {})
+        with contextlib.suppress(NotFoundError):  # a policy no longer loaded has no canary
+            self._clear_canary_quietly(self._policy(run.policy), run_id)
+        loop_store.update_run(
+            self.registry.stores.metadata,
+            run_id,
+            self.clock(),
+            stage="failed",
+            status="failed",
+            outcome="failed",
+        )
+        self.log(f"episode {run_id}: failed: {message}")
+        return self._run(run_id)
 
     def advance(self, run_id: int) -> LoopRun:
         """Move a waiting episode on (judge its canary); a finished one is returned as is."""
-        from shipyard.pipelines import loop_store
-
         run = loop_store.get_run(self.registry.stores.metadata, run_id)
         if run.status != "running" or run.stage != "canary":
             return run
@@ -422,26 +405,11 @@ class ClosedLoop:
     # --- steps --------------------------------------------------------------------------
 
     def _train(self, policy: Policy, run_id: int, champion: ModelVersion | None) -> ModelVersion:
-        from shipyard.pipelines.runner import run_pipeline
+        from shipyard.pipelines.loop_steps import train_challenger
 
-        result = run_pipeline(
-            policy.pipeline, dict(policy.params), config=self.config, executor=policy.executor
+        challenger, message, figures = train_challenger(
+            self.config, self.registry, policy, run_id, champion
         )
-        datasets = _run_datasets(result.run)
-        estimator, output = self._model_output(policy, result)
-        challenger = self.registry.register(
-            policy.model,
-            model=estimator,
-            training_data=datasets or None,
-            # The challenger serves the same requests: it reads the same feature service.
-            feature_service=champion.feature_service if champion else None,
-            description=f"challenger trained by policy {policy.key} (episode {run_id})",
-            tags={"shipyard.loop.episode": str(run_id), "shipyard.pipeline.run": result.run_id},
-            allow_pickle=policy.allow_pickle,
-            actor=f"policy:{policy.key}",
-        )
-        from shipyard.pipelines import loop_store
-
         loop_store.update_run(
             self.registry.stores.metadata,
             run_id,
@@ -449,102 +417,24 @@ class ClosedLoop:
             stage="trained",
             challenger=challenger.number,
         )
-        self._event(
-            run_id,
-            "trained",
-            "ok",
-            f"pipeline {policy.pipeline} run {result.run_id[:12]} trained "
-            f"{challenger.reference} on {', '.join(datasets) or 'no dataset version'}",
-            {
-                "pipeline_run": result.run_id,
-                "output": output,
-                "datasets": datasets,
-                "challenger": challenger.reference,
-            },
-        )
+        self._event(run_id, "trained", "ok", message, figures)
         return challenger
-
-    def _model_output(self, policy: Policy, result: Any) -> tuple[Any, str]:
-        from shipyard.pipelines.cache import load_outputs
-        from shipyard.pipelines.outputs import read_output
-
-        stores = self.registry.stores
-        with stores.metadata.connect() as conn:
-            records = load_outputs(conn, list(result.outputs.values()))
-        models = {
-            name: records[oid]
-            for name, oid in result.outputs.items()
-            if oid in records and records[oid].kind == "model"
-        }
-        if policy.output is not None:
-            if policy.output not in models:
-                raise ConfigError(
-                    f"Pipeline {policy.pipeline} returned no model output named "
-                    f"{policy.output!r} (its model outputs: {sorted(models) or 'none'}).",
-                    hint="Return the fitted model from the pipeline, e.g. {'model': train(...)}.",
-                )
-            name = policy.output
-        elif len(models) == 1:
-            name = next(iter(models))
-        else:
-            raise ConfigError(
-                f"Pipeline {policy.pipeline} returned {len(models)} model outputs "
-                f"({sorted(models) or 'none'}); the policy cannot tell the challenger.",
-                hint="Return exactly one model, or name it with Policy(output=...).",
-            )
-        model = read_output(
-            models[name],
-            stores.artifacts,
-            allow_pickle=policy.allow_pickle,
-            reader=f"policy {policy.key}",
-        )
-        return model, name
 
     def _evaluate(
         self, policy: Policy, run_id: int, challenger: ModelVersion, champion: ModelVersion | None
     ) -> bool:
-        from shipyard.evaluation.gate_config import gates_from_config
-        from shipyard.evaluation.report import gate_result_dict
-        from shipyard.evaluation.runner import evaluate
-        from shipyard.pipelines import loop_store
+        from shipyard.pipelines.loop_steps import evaluate_challenger
 
-        gates = (
-            gates_from_config(self.config, policy.model)
-            if policy.gates == "config"
-            else policy.gates
+        passed, message, figures = evaluate_challenger(
+            self.config, self.registry, policy, challenger, champion
         )
-        report = evaluate(
-            challenger.reference,
-            data=policy.evaluation_data,
-            label=policy.label,
-            gates=list(gates),  # type: ignore[arg-type]
-            registry=self.registry,
-            allow_pickle=policy.allow_pickle,
-        )
-        figures = {
-            "dataset": report.dataset,
-            "rows": report.rows,
-            "metrics": {k: v for k, v in report.metrics.items() if v is not None},
-            "gates": [gate_result_dict(r) for r in report.gate_results],
-            "champion": champion.reference if champion else None,
-        }
-        failed = [f"{r.gate} {r.figure} vs {r.bound}" for r in report.failed_gates]
         loop_store.update_run(
             self.registry.stores.metadata, run_id, self.clock(), stage="evaluated"
         )
-        self._event(
-            run_id,
-            "evaluated",
-            "ok" if report.passed else "failed",
-            f"{challenger.reference} on {report.dataset}: "
-            + ("every gate passed" if report.passed else f"failed {'; '.join(failed)}"),
-            figures,
-        )
-        return report.passed
+        self._event(run_id, "evaluated", "ok" if passed else "failed", message, figures)
+        return passed
 
     def _start_canary(self, policy: Policy, run_id: int, challenger: ModelVersion) -> LoopRun:
-        from shipyard.pipelines import loop_store
-
         canary = policy.canary
         if canary is None:
             raise ConfigError(f"Policy {policy.key!r} has no canary to start.")
@@ -620,17 +510,13 @@ class ClosedLoop:
         )
 
     def _clear_canary_quietly(self, policy: Policy, run_id: int) -> None:
-        try:
+        with contextlib.suppress(ShipyardError):  # failing the episode matters more
             config = self.registry.alias_config(policy.model, policy.alias)
             run = self._run(run_id)
             if config.canary is not None and config.canary.version == run.challenger_version:
                 self._clear_canary(policy, run_id, "rolled back: the episode failed", {})
-        except ShipyardError:
-            pass
 
     def _finish(self, run_id: int, stage: str, outcome: str, message: str) -> LoopRun:
-        from shipyard.pipelines import loop_store
-
         status = "failed" if outcome == "failed" else "done"
         self._event(
             run_id,
@@ -655,8 +541,6 @@ class ClosedLoop:
     def _event(
         self, run_id: int, step: str, outcome: str, message: str, figures: Mapping[str, Any]
     ) -> None:
-        from shipyard.pipelines import loop_store
-
         loop_store.add_event(
             self.registry.stores.metadata,
             run_id,
@@ -669,13 +553,9 @@ class ClosedLoop:
         )
 
     def _run(self, run_id: int) -> LoopRun:
-        from shipyard.pipelines import loop_store
-
         return loop_store.get_run(self.registry.stores.metadata, run_id)
 
     def _running(self, policy: Policy) -> LoopRun | None:
-        from shipyard.pipelines import loop_store
-
         return loop_store.running_run(self.registry.stores.metadata, policy.key)
 
     def _policy(self, key: str) -> Policy:
@@ -697,39 +577,3 @@ class ClosedLoop:
             return self.registry.get(f"{policy.model}@{policy.alias}")
         except NotFoundError:
             return None
-
-
-def _run_datasets(run: Any) -> list[str]:
-    found: list[str] = []
-    for step in run.steps:
-        parts = step.key_parts or {}
-        for reference in (parts.get("datasets") or {}).values():
-            if isinstance(reference, str) and reference not in found:
-                found.append(reference)
-    return found
-
-
-def project_policies(project_dir: Any) -> list[Policy]:
-    """The policies defined at module level in the project's ``pipelines.py``."""
-    from pathlib import Path
-
-    from shipyard.pipelines.registry import import_project_pipelines
-
-    module = import_project_pipelines(Path(project_dir))
-    if module is None:
-        return []
-    found = [value for value in vars(module).values() if isinstance(value, Policy)]
-    return sorted(found, key=lambda p: p.key)
-
-
-def loop_history(
-    source: Config | ModelRegistry, *, model: str | None = None, limit: int = 50
-) -> list[LoopRun]:
-    """Episodes, newest first, each with its events."""
-    from shipyard.models.registry import ModelRegistry
-    from shipyard.pipelines import loop_store
-
-    if isinstance(source, ModelRegistry):
-        return loop_store.list_runs(source.stores.metadata, model=model, limit=limit)
-    with ModelRegistry.open(source) as registry:
-        return loop_store.list_runs(registry.stores.metadata, model=model, limit=limit)

@@ -1,18 +1,66 @@
-"""Reading and writing closed-loop episodes and their events (``store/schema/loop.py``)."""
+"""Closed-loop episodes as stored (``store/schema/loop.py``): the :class:`LoopRun` record,
+reading and writing episodes and their events, and :func:`loop_history`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shipyard.core.errors import BackendError, DataContractError, NotFoundError
 
 if TYPE_CHECKING:
-    from shipyard.pipelines.closed_loop import LoopRun
+    from shipyard.core.config import Config
+    from shipyard.models.registry import ModelRegistry
     from shipyard.store.metadata import MetadataStore
 
-__all__ = ["add_event", "create_run", "get_run", "list_runs", "running_run", "update_run"]
+__all__ = [
+    "LoopRun",
+    "add_event",
+    "create_run",
+    "get_run",
+    "list_runs",
+    "loop_history",
+    "running_run",
+    "update_run",
+]
+
+
+@dataclass(frozen=True)
+class LoopRun:
+    """One episode of a policy as stored, with its events (oldest first)."""
+
+    id: int
+    policy: str
+    model: str
+    trigger: str
+    stage: str
+    status: str
+    champion_version: int | None
+    challenger_version: int | None
+    outcome: str | None
+    detail: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    events: tuple[Mapping[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "policy": self.policy,
+            "model": self.model,
+            "trigger": self.trigger,
+            "stage": self.stage,
+            "status": self.status,
+            "champion_version": self.champion_version,
+            "challenger_version": self.challenger_version,
+            "outcome": self.outcome,
+            "detail": dict(self.detail),
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "events": [{**event, "at": event["at"].isoformat()} for event in self.events],
+        }
 
 
 def _json(value: Mapping[str, Any]) -> Any:
@@ -116,8 +164,6 @@ def add_event(
 
 
 def _record(row: Any, events: list[Mapping[str, Any]]) -> LoopRun:
-    from shipyard.pipelines.closed_loop import LoopRun
-
     return LoopRun(
         id=int(row["id"]),
         policy=str(row["policy"]),
@@ -197,3 +243,15 @@ def list_runs(
         rows = list(conn.execute(query).mappings())
         events = _events(conn, [int(r["id"]) for r in rows])
     return [_record(row, events[int(row["id"])]) for row in rows]
+
+
+def loop_history(
+    source: Config | ModelRegistry, *, model: str | None = None, limit: int = 50
+) -> list[LoopRun]:
+    """Episodes, newest first, each with its events."""
+    from shipyard.models.registry import ModelRegistry
+
+    if isinstance(source, ModelRegistry):
+        return list_runs(source.stores.metadata, model=model, limit=limit)
+    with ModelRegistry.open(source) as registry:
+        return list_runs(registry.stores.metadata, model=model, limit=limit)

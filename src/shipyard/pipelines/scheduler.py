@@ -19,8 +19,12 @@ going is skipped (and logged). Missed fire times while no scheduler ran are not 
 up. The first time a trigger sees a dataset it records the newest version as already
 seen; later versions fire it (several at once fire one run, for the newest).
 
-The scheduler is also where monitoring checks and closed-loop policies will run, as more
-kinds of jobs beside these two.
+The scheduler also runs the project's closed-loop policies (``pipelines.py``'s and
+``[policies.NAME]`` of ``shipyard.toml``, with the ``[alerts]`` rules and channels):
+their monitoring checks run in the tick; an episode's training and evaluation run in a
+worker process (``shipyard.pipelines.loop_worker``) that the tick only polls, so a long
+training delays no check and no other schedule, and one policy never runs two episodes
+at once.
 
 >>> Scheduler(load_config()).run()  # doctest: +SKIP
 """
@@ -131,11 +135,16 @@ class Scheduler:
         self._stopping = threading.Event()
         self._stores: Stores | None = None
         self._logs = config.home / "scheduler" / "logs"
-        from shipyard.pipelines.closed_loop import ClosedLoop, project_policies
+        from shipyard.pipelines.closed_loop import ClosedLoop
+        from shipyard.pipelines.loop_worker import EpisodeWorkers
+        from shipyard.pipelines.policy import load_policies
 
-        # Monitoring checks and closed-loop policies run in the scheduler's own process.
-        chosen_policies = policies if policies is not None else project_policies(config.project_dir)
-        self.loop = ClosedLoop(config, chosen_policies, clock=clock, log=log)
+        # Checks run in the tick; each episode's training runs in a worker process.
+        chosen_policies = policies if policies is not None else load_policies(config)
+        self.workers = EpisodeWorkers(
+            config, holder=self.holder, lease_seconds=lease_seconds, log=log
+        )
+        self.loop = ClosedLoop(config, chosen_policies, clock=clock, log=log, workers=self.workers)
 
     @property
     def stores(self) -> Stores:
@@ -153,7 +162,7 @@ class Scheduler:
         """
         self.log(
             f"scheduler {self.holder} started: {len(self.schedules)} schedule(s), "
-            f"{len(self.triggers)} trigger(s)"
+            f"{len(self.triggers)} trigger(s), {len(self.loop.policies)} policy(ies)"
         )
         for schedule in self.schedules:
             self.log(
@@ -210,8 +219,12 @@ class Scheduler:
             self.loop.tick()
 
     def close(self, *, wait: bool = False) -> None:
-        """Wait for (``wait``) or interrupt the runs started, release leases, close stores."""
+        """Wait for (``wait``) or interrupt the runs and episode workers started, release
+        leases, close stores."""
         try:
+            self.workers.stop(wait=wait)
+            if self.workers.running:
+                self.loop.reap_workers()  # leases released, unfinished episodes failed
             for launch in list(self.launches.values()):
                 if not wait and launch.process.poll() is None:
                     launch.process.send_signal(signal.SIGINT)

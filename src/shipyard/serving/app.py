@@ -30,7 +30,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shipyard.core.errors import ShipyardError
-from shipyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord
+from shipyard.monitoring.prediction_log import (
+    PredictionLogWriter,
+    PredictionRecord,
+    log_failed_call,
+)
 from shipyard.serving.contract import FieldError
 from shipyard.serving.http import (
     JSON_HEADER,
@@ -338,7 +342,21 @@ class ModelService:
         for role, arm, indexes in groups.values():
             try:
                 prediction, start, _ = await arm.batcher.submit([rows[i] for i in indexes])
-            except (ShipyardError, ValueError, TypeError, KeyError) as exc:
+            except Exception as exc:
+                # The model failed: logged without a score, so the arm's error rate counts it.
+                log_failed_call(
+                    self.writer,
+                    exc,
+                    model=served.name,
+                    alias=served.alias,
+                    arm=role,
+                    version=arm.version,
+                    request_ids=[ids[i] for i in indexes],
+                    inputs=[records[i] for i in indexes],
+                    started=started,
+                )
+                if not isinstance(exc, ShipyardError | ValueError | TypeError | KeyError):
+                    raise
                 self.metrics.errors.inc((served.name, "model"))
                 raise HttpError(
                     422,

@@ -10,7 +10,9 @@ monitoring reads it for drift and performance windows.
   ``arm='shadow'``. ``inputs`` are the raw request fields (masked or dropped per the
   ``monitoring.log_mask`` / ``log_drop`` settings), ``features`` each looked-up feature
   with its view version, event time and status, ``flags`` the values outside what
-  training saw.
+  training saw. ``error`` is the kind of failure (the exception's class name) of a model
+  call that raised on records that passed the contract: such a record has no score, so
+  the canary's error rate counts it among its arm's requests; ``NULL`` when it scored.
 - ``prediction_labels``: the ground truth of a record, by request id, however late it
   arrives (``sy.log_labels``, ``shipyard monitor labels FILE``); the last label wins.
 """
@@ -32,7 +34,7 @@ from shipyard.store.schema._base import UtcDateTime, metadata, utc_now
 
 __all__ = ["REVISION", "prediction_labels", "prediction_log"]
 
-REVISION = "o0001"
+REVISION = "o0002"
 """The tip of the monitoring migration branch; these tables match it."""
 
 REQUEST_ID = String(160)
@@ -58,6 +60,7 @@ prediction_log = Table(
     Column("threshold", Float, nullable=True),
     Column("latency_ms", Float, nullable=False),
     Column("flags", JSON(), nullable=False),  # [{field, value, reason}] outside training
+    Column("error", String(128), nullable=True),  # a failed model call: the exception's class
     PrimaryKeyConstraint("request_id", "arm"),
     Index(None, "model", "logged_at"),
     Index(None, "logged_at"),
