@@ -111,7 +111,11 @@ def test_drift_retrains_canary_passes_and_the_challenger_is_promoted(
     with ModelRegistry.open(project) as registry:
         assert registry.get("churn@champion").number == 2
         assert registry.alias_config("churn", "champion").canary is None
-        assert registry.get("churn@v2").dataset_versions == ("churn_train@v2",)
+        challenger = registry.get("churn@v2")
+        assert challenger.dataset_versions == ("churn_train@v2",)
+        # Lineage reaches the step run that trained it, a child of the pipeline's run.
+        assert challenger.run_id is not None
+        assert challenger.tags["shipyard.pipeline.run"] == trained["pipeline_run"]
         moves = registry.audit_log("churn")
         assert moves[0].actor == "policy:churn" and moves[0].to_version == 2
 

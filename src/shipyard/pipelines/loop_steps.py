@@ -45,6 +45,8 @@ def train_challenger(
     challenger = registry.register(
         policy.model,
         model=estimator,
+        # The step's tracking run that trained it (the original run for a cached step).
+        source_run=_producing_run(result.run, result.outputs[output]),
         training_data=datasets or None,
         # The challenger serves the same requests: it reads the same feature service.
         feature_service=champion.feature_service if champion else None,
@@ -137,6 +139,14 @@ def _model_output(registry: ModelRegistry, policy: Policy, result: Any) -> tuple
         reader=f"policy {policy.key}",
     )
     return model, name
+
+
+def _producing_run(run: Any, output_id: str) -> str | None:
+    for step in run.steps:
+        if output_id in step.outputs.values():
+            found: str | None = step.step_run_id or step.source_run_id
+            return found
+    return None
 
 
 def _run_datasets(run: Any) -> list[str]:
