@@ -18,7 +18,7 @@ DVC runs in its own venv (``benchmarks/.venvs/``, pinned) in a repository made w
 hardlink`` (the fastest link this ext4 disk offers: no reflinks), ``core.autostage
 false``, analytics and update checks off, its site cache inside the temporary folder.
 Shipyard uses the same link mode (``--link hardlink``) for large files; small files
-(under 1 MiB) are packed into pack blobs on its side (a copy), which DVC does not do.
+(under 256 KiB) are packed into pack blobs on its side (a copy), which DVC does not do.
 
 All data is generated deterministically (seeded) under one temporary folder on the
 repository's disk before anything is timed, flushed to disk (``sync``), and removed at
@@ -495,8 +495,9 @@ def _benchmark(
         "durability: Shipyard fsyncs every blob before it records it: pack blobs and the "
         "manifest are written, fsynced and renamed; a hard-linked file is fsynced and renamed "
         "into the store; each rename's folder is fsynced; metadata in SQLite WAL, "
-        "synchronous=NORMAL. DVC: no fsync of cache files or links (dvc, dvc-data and "
-        "dvc-objects never call fsync); its state in SQLite (diskcache, WAL, synchronous=NORMAL)."
+        "synchronous=NORMAL; its stat cache (a cache: lost entries are re-hashed) is not "
+        "fsynced. DVC: no fsync of cache files or links (dvc, dvc-data and dvc-objects never "
+        "call fsync); its state in SQLite (diskcache, WAL, synchronous=NORMAL)."
     )
     rows_out = []
     for label, timings in (

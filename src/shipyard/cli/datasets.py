@@ -122,34 +122,20 @@ def ingest_command(
     description: str | None,
 ) -> None:
     """Ingest PATHS (files, folders, globs) or a query as a new version of NAME."""
-    from shipyard.core.errors import ConfigError
     from shipyard.core.references import validate_name
-    from shipyard.data.contracts import load_contract
-    from shipyard.data.errors import ContractFailed
 
     validate_name(name, what="dataset name")
     tag_values = parse_tags(tags)
     if as_files:
+        from shipyard.core.errors import ConfigError
+
         if len(paths) != 1 or contract_path or sql:
             raise ConfigError("--files versions exactly one file or folder (no contract, no SQL).")
-        from shipyard.data.file_changes import Prehash, stat_cache
-
-        config = config_from_context(ctx)
-        # Read and hash while the stores open (imports, connections): the same wall time
-        # does both. Large files only when they will be linked (a copy hashes them).
-        linking = link != "copy" and not config.store.artifacts.startswith("s3://")
-        early = Prehash(Path(paths[0]), stat_cache(config), large=linking)
-        with _client(ctx) as client, _progress(not as_json) as progress:
-            result = client.version_files(
-                name,
-                paths[0],
-                tags=tag_values,
-                link=link,  # type: ignore[arg-type]  # click.Choice checked it
-                progress=progress,
-                read_ahead=early.result(),
-            )
-        print_result(result, as_json)
+        _version_files(ctx, name, Path(paths[0]), link, tag_values, as_json)
         return
+    from shipyard.data.contracts import load_contract
+    from shipyard.data.errors import ContractFailed
+
     contract = load_contract(contract_path) if contract_path else None
     source = source_of(paths, source_format, delimiter, encoding, max_row_bytes, sql, database)
     with _client(ctx) as client, _progress(not as_json) as progress:
@@ -169,6 +155,53 @@ def ingest_command(
             else:
                 print_report(failure.report)
             raise
+    print_result(result, as_json)
+
+
+def _version_files(
+    ctx: click.Context,
+    name: str,
+    path: Path,
+    link: str,
+    tags: dict[str, str],
+    as_json: bool,
+) -> None:
+    """``ingest --files``: the file-version path, with as little start-up as possible."""
+    from shipyard.data.file_changes import Prehash, stat_cache
+    from shipyard.data.files_sqlite import open_embedded_catalog
+
+    config = config_from_context(ctx)
+    # Read and hash while the stores open (imports, connections): the same wall time
+    # does both. Large files only when they will be linked (a copy hashes them).
+    linking = link != "copy" and not config.store.artifacts.startswith("s3://")
+    early = Prehash(path, stat_cache(config), large=linking)
+    # On the embedded store, the version is recorded with sqlite3 alone: importing
+    # SQLAlchemy and every table definition would cost more than the rest.
+    embedded = open_embedded_catalog(config)
+    if embedded is not None:
+        from shipyard.data.files import record_files
+
+        with embedded, _progress(not as_json) as progress:
+            result = record_files(
+                embedded,
+                stat_cache(config),
+                name,
+                path,
+                tags=tags,
+                link=link,  # type: ignore[arg-type]  # click.Choice checked it
+                progress=progress,
+                read_ahead=early.result(),
+            )
+    else:
+        with _client(ctx) as client, _progress(not as_json) as progress:
+            result = client.version_files(
+                name,
+                path,
+                tags=tags,
+                link=link,  # type: ignore[arg-type]  # click.Choice checked it
+                progress=progress,
+                read_ahead=early.result(),
+            )
     print_result(result, as_json)
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from shipyard.core.config import Config
 from shipyard.core.ids import content_id_of_bytes
 from shipyard.data.errors import SourceError
-from shipyard.data.statcache import StatCache, raw_matches
+from shipyard.data.statcache import StatCache
 
 __all__ = [
     "FileStatus",
@@ -54,6 +54,7 @@ PIPELINE_BYTES = 32 << 20
 """Files at least this large are read by one thread while another hashes."""
 SKIP_DIRS = frozenset({".shipyard", ".git", ".dvc"})
 THREADS = min(32, (os.cpu_count() or 1) * 4)
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass(frozen=True)
@@ -160,8 +161,18 @@ def changed_error(path: str) -> SourceError:
 
 def read_small(found: Found) -> tuple[str, bytes]:
     """A small file's content id and bytes."""
-    with open(found.path, "rb", buffering=0) as stream:  # noqa: PTH123 - a hot loop
-        data = stream.readall()
+    # os.open/os.read, not open(): no file object to build, a third less time per file.
+    # One byte more than the stat said, so a file that grew meanwhile is caught.
+    fd = os.open(found.path, _READ_FLAGS)
+    try:
+        data = os.read(fd, found.stat.st_size + 1)
+        while 0 < len(data) < found.stat.st_size:  # a short read (rare): read on
+            more = os.read(fd, found.stat.st_size + 1 - len(data))
+            if not more:
+                break
+            data += more
+    finally:
+        os.close(fd)
     if len(data) != found.stat.st_size:
         raise changed_error(found.path)
     return content_id_of_bytes(data), data
@@ -241,7 +252,7 @@ class Prehash:
 
     >>> early = Prehash(Path("images/"), stat_cache(config))
     >>> ...  # import, connect
-    >>> client.version_files("images", "images/", prehashed=early.result())
+    >>> client.version_files("images", "images/", read_ahead=early.result())
     """
 
     def __init__(self, root: Path, cache: StatCache, *, large: bool = True) -> None:
@@ -307,13 +318,20 @@ def compare(
     to_hash: list[Found] = []
     for item in found:
         entry = recorded.get(item.rel)
+        info = item.stat
         if entry is None:
             result.added.append(item.rel)
-        elif entry[0] != item.stat.st_size:
+        elif entry[0] != info.st_size:
             result.modified.append(item.rel)
         else:
             hit = cached.get(item.path)
-            if hit is not None and raw_matches(hit, item.stat):
+            # ``statcache.raw_matches``, inlined: this loop runs once per file.
+            if (
+                hit is not None
+                and hit[0] == info.st_size
+                and hit[1] == info.st_mtime_ns
+                and hit[2] == info.st_ino
+            ):
                 if hit[3] == entry[1]:
                     result.unchanged += 1
                 else:

@@ -7,14 +7,18 @@ stored. Storage is built for speed at both ends of the scale:
 
 - small files (under ``SMALL_FILE``) are packed together into pack blobs, so 10,000
   files cost a few writes, not 10,000 (an unchanged file keeps pointing into the pack of
-  an earlier version: no copy);
+  an earlier version: no copy); a pack is written once, in the store's own temporary
+  folder, and linked into place;
 - a large file is its own blob, stored by the local artifact store's link mode
   (``put_file(path, link=True)``: a hard link, no copy) when ``link="auto"`` or
   ``"hardlink"`` and the store is on the same filesystem (the file becomes read-only,
   like every blob, since it now *is* the blob; edit a copy, or pass ``link="copy"``),
   else streamed by the store's ``put_file``;
 - hashes are computed in threads, and remembered in a stat cache (``statcache``), so
-  ``status`` on an unchanged folder hashes nothing.
+  ``status`` on an unchanged folder hashes nothing;
+- the version is recorded through a ``FileCatalog``: ``catalog`` (any metadata store),
+  or, from the command line on the embedded store, ``files_sqlite`` (no SQLAlchemy to
+  import for one row).
 
 >>> client.version_files("images", "data/images/").version.reference
 'images@v1'
@@ -24,18 +28,18 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 from shipyard.core.errors import NotFoundError
 from shipyard.core.ids import ContentId, content_id_of_bytes
-from shipyard.data import catalog
 from shipyard.data.blobs import put_json
 from shipyard.data.errors import SourceError
 from shipyard.data.file_changes import (
@@ -55,6 +59,7 @@ from shipyard.data.file_changes import (
 from shipyard.data.records import DatasetVersion, IngestResult
 from shipyard.data.report import ContractReport
 from shipyard.data.statcache import StatCache
+from shipyard.store.artifacts import ArtifactStore
 from shipyard.store.artifacts_local import LocalArtifactStore
 
 if TYPE_CHECKING:
@@ -63,10 +68,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FILES_FORMAT",
+    "FileCatalog",
     "FileEntry",
     "FileStatus",
     "file_status",
     "read_manifest",
+    "record_files",
     "version_files",
 ]
 
@@ -97,31 +104,38 @@ def manifest_id(entries: Sequence[FileEntry]) -> str:
 
 def read_manifest(client: DatasetClient, version: DatasetVersion) -> list[FileEntry]:
     """The files of a file version, sorted by path."""
-    if version.kind != "files":
-        raise SourceError(f"{version.reference} is a table, not a file version.")
-    manifest = client.blobs.json(str(version.data["manifest"]))
-    return [FileEntry(*row) for row in manifest["files"]]
+    return _manifest(client.stores.artifacts, version)
 
 
 class _Packer:
-    """Small files' bytes into pack blobs; entries wait for their pack's id."""
+    """Small files' bytes into pack blobs; entries wait for their pack's id.
 
-    def __init__(self, client: DatasetClient, folder: Path) -> None:
-        self._client = client
-        self._folder = folder
-        self._file: Any = None
+    A pack is written once: into a local store's own temporary folder, hashed as it is
+    written, then linked into place as its blob (no second copy). For another store it
+    goes to a temporary file that the store's ``put_file`` uploads.
+    """
+
+    def __init__(self, artifacts: ArtifactStore) -> None:
+        self._artifacts = artifacts
+        self._local = artifacts if isinstance(artifacts, LocalArtifactStore) else None
+        self._file: BinaryIO | None = None
         self._path: Path | None = None
+        self._digest = hashlib.sha256()
         self._size = 0
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._pending: list[tuple[str, int, str, int]] = []
         self.entries: list[FileEntry] = []
-        self.packs: list[str] = []
 
     def add(self, rel: str, content_id: str, data: bytes) -> None:
         if self._file is None:
-            self._path = self._folder / f"pack-{len(self.packs):05d}"
-            self._file = self._path.open("wb")
+            if self._local is not None:
+                fd, self._path = self._local.new_temporary("pack-")
+            else:
+                fd, name = tempfile.mkstemp(prefix="shipyard-pack-")
+                self._path = Path(name)
+            self._file = os.fdopen(fd, "wb")
+            self._digest = hashlib.sha256()
             self._size = 0
         self._buffer.append(data)
         self._buffered += len(data)
@@ -134,25 +148,95 @@ class _Packer:
 
     def _write(self) -> None:
         if self._file is not None and self._buffer:
-            self._file.write(b"".join(self._buffer))
+            chunk = b"".join(self._buffer)
+            self._digest.update(chunk)
+            self._file.write(chunk)
         self._buffer = []
         self._buffered = 0
 
     def flush(self) -> None:
-        if self._file is None:
+        """Store the pack being written (if any) as a blob."""
+        if self._file is None or self._path is None:
             return
         self._write()
         self._file.close()
-        if self._path is None:
-            return
-        pack = self._client.stores.artifacts.put_file(self._path)
-        self._path.unlink()
-        self.packs.append(pack)
+        self._file = None
+        if self._local is not None:
+            blob_id = ContentId("sha256:" + self._digest.hexdigest())
+            pack = self._local.put_file(
+                self._path, link=True, hashed_as=(blob_id, os.stat(self._path))
+            )
+        else:
+            pack = self._artifacts.put_file(self._path)
+        self.discard()
         self.entries += [
             FileEntry(rel, size, cid, pack, offset) for rel, size, cid, offset in self._pending
         ]
         self._pending = []
-        self._file = None
+
+    def discard(self) -> None:
+        """Remove the temporary file of the pack being written, if any."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._path is not None:
+            with suppress(OSError):
+                self._path.unlink()
+            self._path = None
+
+
+def _manifest(artifacts: ArtifactStore, version: DatasetVersion) -> list[FileEntry]:
+    if version.kind != "files":
+        raise SourceError(f"{version.reference} is a table, not a file version.")
+    manifest = json.loads(artifacts.get_bytes(ContentId(str(version.data["manifest"]))))
+    return [FileEntry(*row) for row in manifest["files"]]
+
+
+class FileCatalog(Protocol):
+    """Where file versions are recorded: ``catalog`` through a ``DatasetClient``, or
+    ``files_sqlite.EmbeddedFileCatalog`` (the embedded store, without SQLAlchemy)."""
+
+    @property
+    def artifacts(self) -> ArtifactStore: ...
+
+    def latest(self, name: str) -> DatasetVersion | None: ...
+
+    def insert(
+        self,
+        name: str,
+        *,
+        content_id: str,
+        num_rows: int,
+        num_bytes: int,
+        data: Mapping[str, Any],
+        blobs: Sequence[tuple[str, str]],
+        source: Mapping[str, Any],
+        checks: Mapping[str, Any],
+        tags: Mapping[str, str] | None = None,
+    ) -> DatasetVersion: ...
+
+
+class _ClientCatalog:
+    """``FileCatalog`` over a ``DatasetClient``'s stores, through ``catalog``."""
+
+    def __init__(self, client: DatasetClient) -> None:
+        self._client = client
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        return self._client.stores.artifacts
+
+    def latest(self, name: str) -> DatasetVersion | None:
+        from shipyard.data import catalog
+
+        return catalog.latest_version(self._client.stores.metadata, name)
+
+    def insert(self, name: str, **fields: Any) -> DatasetVersion:
+        from shipyard.data import catalog
+
+        return catalog.insert_version(
+            self._client.stores.metadata, name, "files", schema=[], report_blob=None, **fields
+        )
 
 
 def version_files(
@@ -167,8 +251,37 @@ def version_files(
 ) -> IngestResult:
     """Version the file or folder ``path`` as dataset ``name`` (see the module docstring).
 
-    ``read_ahead`` (``status.Prehash``) gives files listed, read and hashed while the
-    caller was opening its stores; a file's entry counts only if its stat still matches.
+    ``read_ahead`` (``file_changes.Prehash``) gives files listed, read and hashed while
+    the caller was opening its stores; a file's entry counts only if its stat still
+    matches.
+    """
+    return record_files(
+        _ClientCatalog(client),
+        _cache(client),
+        name,
+        path,
+        tags=tags,
+        link=link,
+        progress=progress,
+        read_ahead=read_ahead,
+    )
+
+
+def record_files(
+    target: FileCatalog,
+    cache: StatCache,
+    name: str,
+    path: Path,
+    *,
+    tags: Any = None,
+    link: Literal["auto", "copy", "hardlink"] = "auto",
+    progress: StageProgress | None = None,
+    read_ahead: ReadAhead | None = None,
+) -> IngestResult:
+    """``version_files`` into any ``FileCatalog``, with the stat cache ``cache``.
+
+    Every blob is stored (and fsynced) before the version is recorded, in one
+    transaction: a failure on the way leaves no version (and blobs that GC removes).
     """
     root = Path(os.path.abspath(path.expanduser()))
     if not root.exists():
@@ -177,12 +290,12 @@ def version_files(
     found = ahead.files if ahead is not None else walk(root)
     if not found:
         raise SourceError(f"{root} holds no files to version.")
-    cache = _cache(client).load(root)
-    previous = catalog.latest_version(client.stores.metadata, name)
+    cached_stats = cache.load(root)
+    previous = target.latest(name)
+    artifacts = target.artifacts
     known: dict[str, tuple[str, int]] = {}
     if previous is not None and previous.kind == "files":
-        known = {e.content_id: (e.blob, e.offset) for e in read_manifest(client, previous)}
-    artifacts = client.stores.artifacts
+        known = {e.content_id: (e.blob, e.offset) for e in _manifest(artifacts, previous)}
     local = artifacts if isinstance(artifacts, LocalArtifactStore) else None
     linking = link != "copy" and local is not None
     ids: dict[str, str] = {}
@@ -190,7 +303,7 @@ def version_files(
     small_new: list[Found] = []
     large_new: list[Found] = []
     for item in found:
-        cached = cache.get(item.path)
+        cached = cached_stats.get(item.path)
         if cached is not None and cached.matches(item.stat):
             cid = cached.content_id
             if cid in known:
@@ -206,19 +319,16 @@ def version_files(
     linked = 0
     total = len(small_new) + len(large_new)
     done = 0
-    with (
-        tempfile.TemporaryDirectory(prefix="files-", dir=client._scratch) as scratch,
-        ThreadPoolExecutor(THREADS) as pool,
-    ):
-        early_reads: Mapping[str, Prehashed] = ahead.hashed if ahead is not None else {}
+    early_reads: Mapping[str, Prehashed] = ahead.hashed if ahead is not None else {}
 
-        def read_early(item: Found) -> tuple[str, bytes]:
-            early = early_reads.get(item.path)
-            if early is not None and early[2] is not None and same_stat(early[0], item.stat):
-                return early[1], early[2]
-            return read_small(item)
+    def read_early(item: Found) -> tuple[str, bytes]:
+        early = early_reads.get(item.path)
+        if early is not None and early[2] is not None and same_stat(early[0], item.stat):
+            return early[1], early[2]
+        return read_small(item)
 
-        packer = _Packer(client, Path(scratch))
+    packer = _Packer(artifacts)
+    try:
         packed_here: set[str] = set()
         duplicates: list[tuple[str, int, str]] = []
         for batch in _batches(small_new):
@@ -238,41 +348,48 @@ def version_files(
             if progress:
                 progress("hash", done, total)
         packer.flush()
-        entries += packer.entries
-        packed = {e.content_id: (e.blob, e.offset) for e in packer.entries}
-        entries += [FileEntry(rel, size, cid, *packed[cid]) for rel, size, cid in duplicates]
+    finally:
+        packer.discard()
+    entries += packer.entries
+    packed = {e.content_id: (e.blob, e.offset) for e in packer.entries}
+    entries += [FileEntry(rel, size, cid, *packed[cid]) for rel, size, cid in duplicates]
 
-        def store_large(item: Found) -> tuple[str, bool]:
-            if linking and local is not None:
-                early = early_reads.get(item.path)
-                if early is not None and same_stat(early[0], item.stat):
-                    cid = ContentId(early[1])
-                else:
-                    cid = ContentId(hash_large(item))
-                if local.exists(cid):
-                    return cid, False
-                # The store links the file as the blob (or copies it if it cannot), keeping
-                # the link only if the file's stat is still the one it was hashed under.
-                stored = local.put_file(Path(item.path), link=True, hashed_as=(cid, item.stat))
+    def store_large(item: Found) -> tuple[str, bool]:
+        if linking and local is not None:
+            early = early_reads.get(item.path)
+            if early is not None and same_stat(early[0], item.stat):
+                cid = ContentId(early[1])
             else:
-                stored = artifacts.put_file(Path(item.path))
-            after = os.stat(item.path)
-            if not same_stat(after, item.stat):
-                raise changed_error(item.path)
-            was_linked = local is not None and after.st_ino == _inode(local.path_of(stored))
-            return stored, was_linked
+                cid = ContentId(hash_large(item))
+            if local.exists(cid):
+                return cid, False
+            # The store links the file as the blob (or copies it if it cannot), keeping
+            # the link only if the file's stat is still the one it was hashed under.
+            stored = local.put_file(Path(item.path), link=True, hashed_as=(cid, item.stat))
+        else:
+            stored = artifacts.put_file(Path(item.path))
+        after = os.stat(item.path)
+        if not same_stat(after, item.stat):
+            raise changed_error(item.path)
+        was_linked = local is not None and after.st_ino == _inode(local.path_of(stored))
+        return stored, was_linked
 
-        for item, (cid, was_linked) in zip(
-            large_new, pool.map(store_large, large_new), strict=True
-        ):
-            ids[item.rel] = cid
-            linked += was_linked
-            entries.append(FileEntry(item.rel, item.stat.st_size, cid, cid, 0))
-            done += 1
-            if progress:
-                progress("hash", done, total)
+    if len(large_new) == 1:  # the common single large file: no pool to start
+        stored_large = [store_large(large_new[0])]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            stored_large = list(pool.map(store_large, large_new))
+    for item, (cid, was_linked) in zip(large_new, stored_large, strict=True):
+        ids[item.rel] = cid
+        linked += was_linked
+        entries.append(FileEntry(item.rel, item.stat.st_size, cid, cid, 0))
+        done += 1
+        if progress:
+            progress("hash", done, total)
     entries.sort(key=lambda e: e.path)
-    _cache(client).store(root, ((f.path, f.stat, ids[f.rel]) for f in found))
+    cache.store(root, ((f.path, f.stat, ids[f.rel]) for f in found))
     content_id = manifest_id(entries)
     total_bytes = sum(e.size for e in entries)
     report = ContractReport(
@@ -288,7 +405,7 @@ def version_files(
             f"{linked} large file(s) were hard-linked into the artifact store and made read-only "
             "(they are the stored bytes now); pass link='copy' (--link copy) to copy instead."
         )
-    _cache(client).store_manifest(content_id, {e.path: (e.size, e.content_id) for e in entries})
+    cache.store_manifest(content_id, {e.path: (e.size, e.content_id) for e in entries})
     if previous is not None and previous.content_id == content_id:
         return IngestResult(previous, report, created=False, notes=tuple(notes))
     manifest_blob = put_json(
@@ -300,12 +417,9 @@ def version_files(
     )
     blobs: list[tuple[str, str]] = [(manifest_blob, "manifest")]
     blobs += [(blob, "file") for blob in sorted({e.blob for e in entries})]
-    version = catalog.insert_version(
-        client.stores.metadata,
+    version = target.insert(
         name,
-        "files",
         content_id=content_id,
-        schema=[],
         num_rows=len(entries),
         num_bytes=total_bytes,
         data={"manifest": manifest_blob, "files": len(entries)},
@@ -313,7 +427,6 @@ def version_files(
         source={"kind": "files", "path": str(root), "files": len(entries), "bytes": total_bytes},
         checks=report.summary_dict(),
         tags=tags,
-        report_blob=None,
     )
     return IngestResult(version, report, created=True, notes=tuple(notes))
 
@@ -348,6 +461,8 @@ def _cache(client: DatasetClient) -> StatCache:
 def file_status(client: DatasetClient, name: str, path: Path | None = None) -> FileStatus:
     """Compare a file dataset's folder with its latest version, hashing only files whose
     size, mtime or inode changed since they were last hashed (see ``file_changes``)."""
+    from shipyard.data import catalog
+
     version = catalog.resolve_version(client.stores.metadata, name)
     if version.kind != "files":
         raise SourceError(

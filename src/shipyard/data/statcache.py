@@ -66,6 +66,12 @@ class StatCache:
     def _connect(self) -> sqlite3.Connection:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self._path, timeout=30)
+        # A cache, so no fsync at all (WAL, synchronous=OFF): a crashed process loses
+        # nothing; a power cut may lose the last writes (those files are hashed again)
+        # or leave entries unreadable, which read as "not cached". An entry that does
+        # read back still pairs a stat with the hash taken under that very stat.
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = OFF")
         conn.executescript(_SCHEMA)
         return conn
 

@@ -186,7 +186,7 @@ class LocalArtifactStore:
                 temp.unlink()
 
     def _write_blob(self, chunks: Iterable[bytes]) -> ContentId:
-        fd, temp = self._new_temporary()
+        fd, temp = self.new_temporary()
         try:
             digest = hashlib.sha256()
             size = 0
@@ -216,13 +216,17 @@ class LocalArtifactStore:
             with suppress(OSError):
                 temp.unlink()
 
-    def _new_temporary(self) -> tuple[int, Path]:
+    def new_temporary(self, prefix: str = "put-") -> tuple[int, Path]:
+        """A new file in the store's temporary folder, open for writing (its descriptor
+        and path): a caller that writes a blob's bytes there can ``put_file(path,
+        link=True, ...)`` it with no copy. Left behind by a crash, it is removed by
+        ``clean_temporary``; remove it yourself once stored."""
         with self._writing():
             try:
-                return create_temporary_file(self._tmp, "put-", _BLOB_MODE)
+                return create_temporary_file(self._tmp, prefix, _BLOB_MODE)
             except FileNotFoundError:
                 self._tmp.mkdir(parents=True, exist_ok=True)
-                return create_temporary_file(self._tmp, "put-", _BLOB_MODE)
+                return create_temporary_file(self._tmp, prefix, _BLOB_MODE)
 
     def _refresh(self, blob_id: ContentId, size: int | None = None) -> bool:
         """If the blob is stored (with ``size`` bytes, when given), renew its write time
