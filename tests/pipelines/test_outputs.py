@@ -141,3 +141,44 @@ def test_a_deleted_or_corrupted_blob_makes_the_output_unusable(
         read_output(record, store, allow_pickle=False, reader="t")
     store.delete(blob)
     assert "missing" in str(output_problem(record, store))
+
+
+def test_a_model_output_is_stored_whole_and_loads_from_its_blobs(
+    store: LocalArtifactStore, churn: pd.DataFrame, tmp_path: Path
+) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    from shipyard.formats import load_model
+
+    features = churn.select_dtypes("number")
+    model = RandomForestClassifier(3, max_depth=3, random_state=0).fit(features, churn["churn"])
+    record = write_output(model, store, step="s", output="o", allow_pickle=False)
+    assert output_problem(record, store) is None
+    folder = tmp_path / "from-blobs"
+    folder.mkdir()
+    for name, blob in record.blobs.items():
+        store.get_file(ContentId(blob), folder / name)
+    np.testing.assert_array_equal(load_model(folder).predict(features), model.predict(features))
+    assert not list((tmp_path / "artifacts" / "tmp").glob("*"))  # no temporaries left
+
+
+def test_a_model_identity_does_not_depend_on_the_recorded_digest(
+    churn: pd.DataFrame, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from sklearn.tree import DecisionTreeClassifier
+
+    from shipyard.formats import save_model
+    from shipyard.formats.sklearn import CANONICAL_DIGEST_OPTION
+    from shipyard.pipelines.model_identity import model_identity
+
+    features = churn.select_dtypes("number")
+    model = DecisionTreeClassifier(max_depth=3, random_state=0).fit(features, churn["churn"])
+    info = save_model(model, tmp_path / "model")
+    # A manifest written before the digest was recorded: the file is read instead.
+    options = {k: v for k, v in info.flavor_options.items() if k != CANONICAL_DIGEST_OPTION}
+    older = dataclasses.replace(info, flavor_options=options)
+    assert model_identity(older, tmp_path / "model") == model_identity(info, tmp_path / "model")
+    changed = dataclasses.replace(info, flavor_options={**options, CANONICAL_DIGEST_OPTION: "x"})
+    assert model_identity(changed, tmp_path / "model") != model_identity(info, tmp_path / "model")

@@ -53,6 +53,7 @@ def save_model(
     allow_pickle: bool = False,
     input_example: Any = None,
     metadata: dict[str, Any] | None = None,
+    durable: bool = True,
 ) -> ModelInfo:
     """Save ``model`` into the new folder ``directory`` in a safe format; return its manifest.
 
@@ -62,6 +63,12 @@ def save_model(
     ``allow_pickle=True`` (and then needs it again to load). ``input_example`` (a pandas
     DataFrame, a numpy array or JSON data; the first 100 rows are kept) and ``metadata``
     (JSON) are stored beside the model.
+
+    The folder appears whole or not at all (it is written aside and renamed into place);
+    with ``durable`` (the default) its files and the rename are also fsynced, so it
+    survives a crash. ``durable=False`` skips the fsyncs, for a scratch folder whose files
+    the caller copies into storage that makes them durable itself (as pipelines do into
+    the artifact store).
 
     >>> info = save_model(pipeline, Path("models/churn"), input_example=X.head())  # doctest: +SKIP
     >>> info.flavor, info.model_format  # doctest: +SKIP
@@ -96,13 +103,18 @@ def save_model(
             flavor_options=output.options,
             metadata=user_metadata,
         )
-        _write_synced(staging / MANIFEST_FILE, manifest_bytes(info))
-        _fsync_directory(staging)
+        manifest = staging / MANIFEST_FILE
+        if durable:
+            _write_synced(manifest, manifest_bytes(info))
+            _fsync_files(staging)
+        else:
+            manifest.write_bytes(manifest_bytes(info))
         _move_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _fsync_directory(target.parent)
+    if durable:
+        _fsync_directory(target.parent)
     return info
 
 
@@ -307,10 +319,16 @@ def _fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
-def _move_into_place(staging: Path, target: Path) -> None:
+def _fsync_files(staging: Path) -> None:
+    """fsync every file the flavor wrote, then the folder (the manifest is synced already)."""
     for path in staging.iterdir():
-        with path.open("rb") as stream:
-            os.fsync(stream.fileno())
+        if path.name != MANIFEST_FILE:
+            with path.open("rb") as stream:
+                os.fsync(stream.fileno())
+    _fsync_directory(staging)
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
     if target.exists():  # an empty folder, checked earlier; rename will not replace it
         target.rmdir()
     try:

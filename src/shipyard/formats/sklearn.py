@@ -6,7 +6,9 @@ reports as untrusted are accepted only when they come from scikit-learn, numpy, 
 LightGBM or XGBoost (minus their file, network and code-loading corners) or are a few
 plain containers, or when the caller lists them in ``trusted_types``. Anything else, a
 user function inside a ``FunctionTransformer`` or a custom estimator class for instance,
-stops the load with ``UnsafeModelError`` naming the types.
+stops the load with ``UnsafeModelError`` naming the types. The manifest also records the
+file's canonical digest (``flavor_options["canonical_digest"]``), equal for every save
+of one fitted model although the bytes differ.
 
 Example::
 
@@ -33,10 +35,21 @@ from shipyard.formats.base import (
     UnsafeModelError,
     module_roots,
 )
+from shipyard.formats.skops_file import load_skops, read_skops
 
-__all__ = ["SAFE_TYPE_PREFIXES", "SklearnFlavor", "is_safe_type", "untrusted_types"]
+__all__ = [
+    "CANONICAL_DIGEST_OPTION",
+    "MODEL_FILE",
+    "SAFE_TYPE_PREFIXES",
+    "SklearnFlavor",
+    "is_safe_type",
+    "untrusted_types",
+]
 
 MODEL_FILE = "model.skops"
+CANONICAL_DIGEST_OPTION = "canonical_digest"
+"""The manifest's ``flavor_options`` key holding ``model.skops``'s canonical digest: the
+same for every save of one fitted model (see ``shipyard.formats.skops_file``)."""
 logger = logging.getLogger("shipyard.formats")
 
 SAFE_TYPE_PREFIXES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.", "lightgbm.", "xgboost.")
@@ -159,9 +172,10 @@ class SklearnFlavor(Flavor):
     def save(self, model: Any, directory: Path) -> FlavorOutput:
         import skops.io
 
-        path = directory / MODEL_FILE
-        skops.io.dump(model, path)
-        needs_trust = untrusted_types(path)
+        data = skops.io.dumps(model)
+        (directory / MODEL_FILE).write_bytes(data)  # save_model makes it durable
+        contents = read_skops(data)  # one parse of the schema for both facts below
+        needs_trust = _refused(contents.untrusted_types, ())
         unloadable = [name for name in needs_trust if not _resolvable(name)]
         if unloadable:
             raise ModelFormatError(
@@ -182,12 +196,13 @@ class SklearnFlavor(Flavor):
         return FlavorOutput(
             model_format="skops",
             requires=("sklearn", "skops"),
-            options={"types_needing_trust": needs_trust},
+            options={
+                "types_needing_trust": needs_trust,
+                CANONICAL_DIGEST_OPTION: contents.canonical_digest,
+            },
         )
 
     def load(self, directory: Path, info: ModelInfo, *, trusted_types: Sequence[str]) -> Any:
-        import skops.io
-
         entry = info.file(MODEL_FILE)
         path = directory / entry.name
         # Read once: the bytes checked are the bytes loaded, even if the file changes now.
@@ -197,16 +212,19 @@ class SklearnFlavor(Flavor):
                 f"{entry.name!r} in {str(directory)!r} changed while it was being loaded.",
                 hint="Do not load it; restore the model folder from its source.",
             )
-        found = skops.io.get_untrusted_types(data=data)
-        refused = _refused(found, trusted_types)
-        if refused:
-            listed = ", ".join(repr(name) for name in refused)
-            raise UnsafeModelError(
-                f"{str(path)!r} holds types outside Shipyard's allow-list: {listed}. "
-                "Loading them could run code that is not part of scikit-learn, numpy or scipy.",
-                hint=f"If you trust where this model came from, pass trusted_types=[{listed}] "
-                "to load_model.",
-            )
-        # Every type skops does not trust by itself was just checked against the
-        # allow-list and the caller's list, so passing them all is the decision made here.
-        return skops.io.loads(data, trusted=found)
+
+        def refuse_unlisted(found: list[str]) -> None:
+            refused = _refused(found, trusted_types)
+            if refused:
+                listed = ", ".join(repr(name) for name in refused)
+                raise UnsafeModelError(
+                    f"{str(path)!r} holds types outside Shipyard's allow-list: {listed}. "
+                    "Loading them could run code that is not part of scikit-learn, numpy or "
+                    "scipy.",
+                    hint=f"If you trust where this model came from, pass "
+                    f"trusted_types=[{listed}] to load_model.",
+                )
+
+        # Every type skops does not trust by itself is checked against the allow-list and
+        # the caller's list before anything is built; trusting them all is that decision.
+        return load_skops(data, refuse_unlisted)

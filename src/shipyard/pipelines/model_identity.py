@@ -7,39 +7,46 @@ entries carry the time of the save. A pipeline needs "same model, same id" so th
 re-run of a deterministic training step, on any executor, reproduces its output id.
 
 The identity hashes the flavor, the file format, the model class and, for each model
-file, a canonical digest: for a skops zip, its ``schema.json`` with every member file
-replaced by the hash of its bytes and every object id renumbered in the order of first
-appearance (which keeps the sharing structure: two references to one array stay one
-id); for every other format, the bytes' content id (they are deterministic).
+file, a canonical digest: for a skops zip, the one ``shipyard.formats.skops_file``
+defines (recorded in the manifest by the save, so the schema is not parsed again here;
+computed from the file for a manifest without it); for every other format, the bytes'
+content id (they are deterministic).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from shipyard.core.ids import ContentId
+from shipyard.formats.sklearn import CANONICAL_DIGEST_OPTION, MODEL_FILE
+from shipyard.formats.skops_file import skops_file_digest
 from shipyard.pipelines.canonical import digest
 
-__all__ = ["model_identity", "skops_digest"]
+__all__ = ["model_identity"]
 
-_SCHEMA = "schema.json"
-_MAX_SCHEMA_BYTES = 256 << 20
 _NOT_MODEL_FILES = frozenset({"shipyard-model.json", "input_example.json"})
 
 
 def model_identity(info: Any, folder: Path) -> ContentId:
-    """The identity of the model saved in ``folder`` with manifest ``info`` (a ``ModelInfo``)."""
+    """The identity of the model saved in ``folder`` with manifest ``info`` (a ``ModelInfo``).
+
+    ``info`` must come from the save that wrote ``folder`` (the recorded digest is taken
+    as given, not checked against the file).
+    """
     files: dict[str, str] = {}
+    recorded = info.flavor_options.get(CANONICAL_DIGEST_OPTION)
     for entry in info.files:
         if entry.name in _NOT_MODEL_FILES:
             continue
         path = folder / entry.name
-        if info.model_format == "skops" and zipfile.is_zipfile(path):
-            files[entry.name] = skops_digest(path)
+        if info.model_format != "skops":
+            files[entry.name] = str(entry.content_id)
+        elif entry.name == MODEL_FILE and isinstance(recorded, str):
+            files[entry.name] = recorded
+        elif zipfile.is_zipfile(path):
+            files[entry.name] = skops_file_digest(path)
         else:
             files[entry.name] = str(entry.content_id)
     return digest(
@@ -51,38 +58,3 @@ def model_identity(info: Any, folder: Path) -> ContentId:
             "files": files,
         }
     )
-
-
-def skops_digest(path: Path) -> str:
-    """A digest of a skops file that ignores member names, object ids and timestamps."""
-    with zipfile.ZipFile(path) as archive:
-        members = {
-            info.filename: hashlib.sha256(archive.read(info)).hexdigest()
-            for info in archive.infolist()
-            if info.filename != _SCHEMA
-        }
-        schema_info = archive.getinfo(_SCHEMA)
-        if schema_info.file_size > _MAX_SCHEMA_BYTES:
-            raise ValueError(f"{path}: schema.json is {schema_info.file_size} bytes")
-        schema = json.loads(archive.read(schema_info))
-    object_ids: dict[int, int] = {}
-
-    def canonical(node: Any) -> Any:
-        if isinstance(node, dict):
-            result: dict[str, Any] = {}
-            for key in sorted(node):
-                value = node[key]
-                if key == "__id__" and isinstance(value, int):
-                    result[key] = object_ids.setdefault(value, len(object_ids))
-                elif key == "file" and isinstance(value, str) and value in members:
-                    result[key] = members[value]
-                else:
-                    result[key] = canonical(value)
-            return result
-        if isinstance(node, list):
-            return [canonical(item) for item in node]
-        return node
-
-    # Members the schema does not name still count, by content (sorted: names are ids).
-    referenced = canonical(schema)
-    return str(digest({"schema": referenced, "members": sorted(members.values())}))

@@ -45,6 +45,7 @@ from shipyard.pipelines.canonical import canonical_json, json_problem
 from shipyard.pipelines.errors import PipelineDefinitionError, StepOutputError
 from shipyard.pipelines.model_identity import model_identity
 from shipyard.store.artifacts import ArtifactStore
+from shipyard.store.artifacts_local import LocalArtifactStore
 
 __all__ = ["OutputKind", "OutputRecord", "output_problem", "read_output", "write_output"]
 
@@ -280,8 +281,13 @@ def _try_model(value: Any, artifacts: ArtifactStore, python_type: str) -> Output
     scratch = Path(tempfile.mkdtemp(prefix="shipyard-model-"))
     try:
         folder = scratch / "model"
-        info = save_model(value, folder, flavor=flavor.name)
-        blobs = {path.name: artifacts.put_file(path) for path in sorted(folder.iterdir())}
+        # Not durable: the folder is deleted below; the artifact store fsyncs each blob.
+        info = save_model(value, folder, flavor=flavor.name, durable=False)
+        hashed = {entry.name: entry.content_id for entry in info.files}
+        blobs = {
+            path.name: _store_file(artifacts, path, hashed.get(path.name))
+            for path in sorted(folder.iterdir())
+        }
         identity = model_identity(info, folder)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -293,6 +299,16 @@ def _try_model(value: Any, artifacts: ArtifactStore, python_type: str) -> Output
     }
     _models.put(identity, copy.deepcopy(value), size)
     return OutputRecord(identity, "model", python_type, blobs, size, detail)
+
+
+def _store_file(artifacts: ArtifactStore, path: Path, content_id: ContentId | None) -> str:
+    """Store a file of the scratch model folder: hard-linked into a local store (no copy,
+    and no second hash when ``save_model`` hashed it), copied into any other store."""
+    if isinstance(artifacts, LocalArtifactStore):
+        # Only this process writes the private scratch folder, so the file is as hashed.
+        hashed_as = None if content_id is None else (content_id, path.stat())
+        return artifacts.put_file(path, link=True, hashed_as=hashed_as)
+    return artifacts.put_file(path)
 
 
 class _ModelMemo:
