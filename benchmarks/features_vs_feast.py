@@ -9,9 +9,13 @@ as a file source. Figures, each measured on both sides in the same run:
   value, some for unknown customers, 10% exactly at an event time, 5% exactly at the TTL
   bound and 5% one microsecond past it). Time of the call, and peak memory, each side in
   fresh processes. Shipyard's call is its default path, which saves every training set
-  as a dataset version (``bench_features.training``): the run's first 100,000-row call
-  stores a new version (profile, blobs); later calls of the same rows, in any process of
-  the run's project, find that version by content id and store nothing. Every returned
+  as a dataset version (``bench_features.training``). The headline times calls that
+  store a NEW version (Parquet, profile, sample, blobs, catalog row): each training
+  process works in a project of its own (definitions applied there, untimed), so its
+  first 100,000-row call is one the project has never seen, and the benchmark checks
+  that it did add a version. The process then repeats the call on the same rows: that
+  call finds the version by content id and stores nothing, and is reported on a
+  separate, labelled row (Feast's repeat beside it), never in the headline. Every returned
   row is checked against a pandas ``merge_asof`` reference (``by`` customer, backward,
   exact matches allowed, ``tolerance`` = TTL): rows missing or with any differing value
   are mismatches, for both sides.
@@ -239,9 +243,11 @@ def _hwm_mib() -> float:
 class ShipyardSide:
     """Shipyard's FeatureStore on a project folder with its own metadata and online store."""
 
-    def __init__(self, folder: Path, online: str | None = None) -> None:
+    def __init__(self, folder: Path, online: str | None = None, project: str | None = None) -> None:
         self.folder = folder
         self.online_uri = online
+        self.project = project or "shipyard"
+        self.fresh_project = not (folder / self.project).exists()
 
     def import_libraries(self) -> None:
         import duckdb  # noqa: F401
@@ -256,14 +262,16 @@ class ShipyardSide:
         import shipyard.features.serving
         import shipyard.features.training  # noqa: F401 - imported here, not inside timings
         from shipyard.core.config import load_config
+        from shipyard.core.errors import NotFoundError
         from shipyard.features.store import FeatureStore
 
+        self.not_found = NotFoundError
         self.sf = sf
         self.load_config = load_config
         self.store_class = FeatureStore
 
     def open(self) -> None:
-        project = self.folder / "shipyard"
+        project = self.folder / self.project
         project.mkdir(exist_ok=True)
         env = {"SHIPYARD_PROJECT_DIR": str(project)}
         if self.online_uri:
@@ -298,6 +306,13 @@ class ShipyardSide:
         )
         self.saved_as = result.reference
         return result.table
+
+    def saved_versions(self) -> int | None:
+        """How many training sets the project holds (the timed call must add one)."""
+        try:
+            return len(self.store.datasets.list_versions("bench_features.training"))
+        except self.not_found:
+            return 0
 
     def read_entities(self) -> Any:
         import pyarrow.parquet as pq
@@ -338,9 +353,10 @@ class ShipyardSide:
 class FeastSide:
     """Feast's FeatureStore, local provider, DuckDB offline store, SQLite online store."""
 
-    def __init__(self, folder: Path, online: str | None = None) -> None:
+    def __init__(self, folder: Path, online: str | None = None, project: str | None = None) -> None:
         self.folder = folder
         self.repo = folder / "feast"
+        self.fresh_project = False  # Feast saves nothing: one repository serves every call
 
     def import_libraries(self) -> None:
         import duckdb  # noqa: F401
@@ -418,6 +434,9 @@ class FeastSide:
         job = self.store.get_historical_features(entity_df=entity_rows, features=self._service())
         return job.to_df()
 
+    def saved_versions(self) -> int | None:
+        return None
+
     def read_entities(self) -> Any:
         import pandas as pd
 
@@ -472,7 +491,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 def _work(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(args.folder)
-    side = SIDES[args.side](folder, args.online)
+    side = SIDES[args.side](folder, args.online, args.project)
     started = time.perf_counter()
     side.import_libraries()
     result: dict[str, Any] = {"import_s": time.perf_counter() - started}
@@ -485,6 +504,8 @@ def _work(args: argparse.Namespace) -> dict[str, Any]:
             result.update(side.apply())
             result["durability"] = side.durability()
         elif args.job in ("training", "idle"):
+            if side.fresh_project:
+                side.apply()  # a project of its own, so its first call stores a new version
             result.update(_training(side, args, folder))
         elif args.job == "materialize":
             result.update(side.materialize())
@@ -503,27 +524,39 @@ def _training(side: Any, args: argparse.Namespace, folder: Path) -> dict[str, An
     side.training_set(side.head(entity_rows, 100))  # warm-up: lazy imports, caches
     if args.job == "idle":
         return {"hwm_mib": _hwm_mib()}
+    versions_before = side.saved_versions()
     peak_mib = _hwm_mib()  # this process's peak so far: the measured call's is read next
     before_kib = _status_kib("VmRSS")
     reset = _reset_high_water_mark()
     started, cpu = time.perf_counter(), time.process_time()
     output = side.training_set(entity_rows)
-    seconds = [time.perf_counter() - started]
-    cpu_seconds = [time.process_time() - cpu]
+    seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu
     hwm_kib = _status_kib("VmHWM")
     peak_mib = max(peak_mib, hwm_kib / 1024)
+    versions_after = side.saved_versions()
+    if versions_before is not None and versions_after != versions_before + 1:
+        raise BenchmarkError(
+            f"the timed call should have stored a new training-set version; the project "
+            f"held {versions_before} before it and {versions_after} after"
+        )
     if args.output:
         side.write_output(output, Path(args.output))
     del output
-    for _ in range(args.repeats - 1):
+    repeat_seconds, repeat_cpu = [], []
+    for _ in range(args.repeats - 1):  # the same rows again: Shipyard finds the version
         started, cpu = time.perf_counter(), time.process_time()
         side.training_set(entity_rows)
-        seconds.append(time.perf_counter() - started)
-        cpu_seconds.append(time.process_time() - cpu)
+        repeat_seconds.append(time.perf_counter() - started)
+        repeat_cpu.append(time.process_time() - cpu)
+    if versions_after is not None and side.saved_versions() != versions_after:
+        raise BenchmarkError("a repeat of the same rows stored another version")
     return {
         "saved_as": getattr(side, "saved_as", None),
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
+        "repeat_seconds": repeat_seconds,
+        "repeat_cpu_seconds": repeat_cpu,
         "hwm_mib": peak_mib,
         "hwm_delta_mib": (hwm_kib - before_kib) / 1024 if reset else None,
     }
@@ -644,6 +677,7 @@ def main() -> int:
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
     parser.add_argument("--online", help=argparse.SUPPRESS)
+    parser.add_argument("--project", help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=ONLINE_CALLS, help="online calls per size")
     parser.add_argument(
@@ -685,20 +719,26 @@ def _measure_training(runner: Runner, args: argparse.Namespace, folder: Path) ->
         for side in order:
             progress(f"training set, {side}, process {index + 1}/{args.training_processes} ...")
             output = folder / f"training-{side}.parquet" if index == 0 else None
-            out[side]["runs"].append(runner.run(side, "training", output=output))
+            project = f"shipyard-training-{index}"  # Shipyard: a project of its own
+            out[side]["runs"].append(runner.run(side, "training", output=output, project=project))
             if index == 0:
                 out[side]["check"] = count_mismatches(
                     folder / f"training-{side}.parquet", folder / "reference.parquet"
                 )
-                out[side]["idle"].append(runner.run(side, "idle"))
+                out[side]["idle"].append(runner.run(side, "idle", project="shipyard-idle"))
     for side in ("shipyard", "feast"):
         runs = out[side]["runs"]
-        seconds = [s for run in runs for s in run["seconds"]]
-        cpu = [s for run in runs for s in run["cpu_seconds"]]
+        seconds = [run["seconds"] for run in runs]
+        cpu = [run["cpu_seconds"] for run in runs]
+        repeat = [s for run in runs for s in run["repeat_seconds"]]
+        repeat_cpu = [s for run in runs for s in run["repeat_cpu_seconds"]]
         idle = statistics.median(run["hwm_mib"] for run in out[side]["idle"])
         out[side]["seconds_median"] = statistics.median(seconds)
         out[side]["seconds_min"] = min(seconds)
         out[side]["cpu_median"] = statistics.median(cpu)
+        out[side]["repeat_median"] = statistics.median(repeat) if repeat else None
+        out[side]["repeat_min"] = min(repeat) if repeat else None
+        out[side]["repeat_cpu_median"] = statistics.median(repeat_cpu) if repeat_cpu else None
         out[side]["hwm_over_idle_mib"] = statistics.median(run["hwm_mib"] for run in runs) - idle
         out[side]["idle_mib"] = idle
         hwm = [run["hwm_delta_mib"] for run in runs if run["hwm_delta_mib"] is not None]
@@ -793,7 +833,7 @@ def _report(
                 side["seconds_median"],
                 side["seconds_min"],
                 side["cpu_median"],
-                sum(len(run["seconds"]) for run in side["runs"]),
+                len(side["runs"]),
                 side["peak_mib"],
                 side["hwm_over_idle_mib"],
                 side["idle_mib"],
@@ -801,7 +841,28 @@ def _report(
             ]
             for name, side in (("shipyard", ship), ("feast", feast))
         ],
-        title=f"Training set, {data['entity_rows']:,} entity rows (fresh processes)",
+        title=(
+            f"Training set, {data['entity_rows']:,} entity rows: first call of a fresh "
+            "process; Shipyard's stores a NEW version (headline)"
+        ),
+    )
+    print_table(
+        ["side", "median s", "min s", "CPU s", "calls"],
+        [
+            [
+                name,
+                side["repeat_median"],
+                side["repeat_min"],
+                side["repeat_cpu_median"],
+                sum(len(run["repeat_seconds"]) for run in side["runs"]),
+            ]
+            for name, side in (("shipyard", ship), ("feast", feast))
+            if side["repeat_median"] is not None
+        ],
+        title=(
+            "Training set, same rows repeated in the process: Shipyard finds the version "
+            "by content id and stores nothing (not the headline)"
+        ),
     )
     print_table(
         ["side", "rows returned", "missing", "differing", "duplicated", "mismatches"],

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipyard.core.errors import DataContractError
+from shipyard.core.errors import DataContractError, IntegrityError
 from shipyard.data.canonical import TableHasher, schema_json
 from shipyard.data.contracts import Contract
 from shipyard.data.profile import QuantileSketches, Sampler, compute_profile
@@ -34,6 +34,7 @@ from shipyard.data.report import (
 )
 from shipyard.data.rules import ColumnPlan, RowChecker, infer_text_types, plan_columns
 from shipyard.data.sources import Scan
+from shipyard.data.sources_memory import CanonicalTable
 from shipyard.data.sources_text import RestartPass
 
 if TYPE_CHECKING:
@@ -99,7 +100,9 @@ class _PartWriter:
         import pyarrow.parquet as pq
 
         path = self._folder / f"part-{len(self.parts):05d}.parquet"
-        self._writer = pq.ParquetWriter(path, self._schema, compression="zstd")
+        self._writer = pq.ParquetWriter(
+            path, self._schema, compression="zstd", use_dictionary=_dictionary_columns(self._schema)
+        )
         self.parts.append((path, 0))
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -126,6 +129,18 @@ class _PartWriter:
             self._open()
         self.close_part()
         return self.parts
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding: all but floating point ones.
+
+    Float features are mostly distinct values: the writer builds a dictionary, finds it
+    too large and falls back to plain encoding, which costs about twice the whole write
+    (measured on 100,000 x 10 float64) and makes the file larger.
+    """
+    import pyarrow.types as t
+
+    return [field.name for field in schema if not t.is_floating(field.type)]
 
 
 class _SideWriter:
@@ -193,6 +208,22 @@ def evaluate(
     raise AssertionError("unreachable")
 
 
+def _known_content_id(
+    scan: Scan, contract: Contract | None, checker: RowChecker
+) -> tuple[str, int] | None:
+    """The content id and row count of rows already hashed (a ``CanonicalTable``), when
+    the checker passes them through unchanged: no contract, and the rows already in
+    the output schema and types. Otherwise None, and the pass hashes the rows."""
+    known = getattr(scan, "known", None)
+    if not isinstance(known, CanonicalTable) or contract is not None:
+        return None
+    if not checker.output_schema.equals(known.table.schema, check_metadata=False):
+        return None
+    if list(known.type_names) != list(checker.type_names):
+        return None
+    return known.content_id, known.table.num_rows
+
+
 def _check_freshness_column(plans: list[ColumnPlan], contract: Contract | None) -> None:
     if contract is None or contract.freshness is None:
         return
@@ -223,7 +254,8 @@ def _run_pass(
     import pyarrow.parquet as pq
 
     schema = checker.output_schema
-    hasher = TableHasher(schema, checker.type_names)
+    known = _known_content_id(scan, contract, checker)
+    hasher = None if known is not None else TableHasher(schema, checker.type_names)
     sampler = Sampler(schema)
     sketches = QuantileSketches(schema.names, checker.type_names)
     parts = _PartWriter(folder, schema)
@@ -251,7 +283,8 @@ def _run_pass(
             checked = checker.check(batch, violations_left=MAX_VIOLATIONS - len(violations))
             good = checked.good
             if good.num_rows:
-                hasher.update(good)
+                if hasher is not None:
+                    hasher.update(good)
                 sampler.update(good)
                 sketches.update(good)
                 parts.write(good)
@@ -302,7 +335,17 @@ def _run_pass(
     rules = _dataset_rules(
         contract, partial, con, part_files, side.path if side else None, key_columns, newest
     )
-    content_id = hasher.content_id()
+    if hasher is not None:
+        content_id = str(hasher.content_id())
+    elif known is not None and (rows_passed, quarantined) == (known[1], 0):
+        content_id = known[0]
+    else:
+        raise IntegrityError(
+            f"{scan.display}: {rows_passed:,} rows passed and {quarantined:,} were "
+            f"quarantined, but its content id was computed over {known[1] if known else 0:,} "
+            "rows; no version was created.",
+            hint="Ingest the table itself (a TableSource) rather than a CanonicalTable.",
+        )
     report = ContractReport(
         source=scan.display,
         rows_read=rows_read,

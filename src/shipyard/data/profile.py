@@ -10,14 +10,15 @@ Parquet, so exact tests (Kolmogorov-Smirnov, chi-squared) can run later against 
 
 The sketches and the sample are built in the same streaming pass that writes the data
 (the sample by bottom-k sampling with a fixed seed: the same table gives the same
-sample); the statistics by DuckDB over the written Parquet parts. Memory is bounded.
+sample); the statistics by DuckDB over the written Parquet parts, read back through Arrow.
+Memory is bounded.
 """
 
 from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -46,6 +47,7 @@ TOP_CATEGORIES = 50
 KLL_K = 200
 QUANTILE_POINTS = [i / 100 for i in range(101)]
 _SEED = 20_240_601
+_SCAN_ROWS = 65_536
 
 
 class Sampler:
@@ -189,14 +191,20 @@ def compute_profile(
 
     A ``sensitive`` column keeps its counts and numeric aggregates, but no values: no
     categories, and no min/max of text.
+
+    Two scans in all: one query for every column's statistics, one for every categorical
+    column's counts. Both read the parts through Arrow (streamed, a batch at a time):
+    DuckDB's own Parquet reader does not see NaN as NaN (``isnan`` is false for every
+    value read), which made a float column with NaN report a NaN max, mean and
+    deviation and no NaN count.
     """
     columns: dict[str, dict[str, Any]] = {}
-    if parts:
-        con.read_parquet([str(p) for p in parts]).create_view("profile_data", replace=True)
+    inner: list[str] = []
     aggregates: list[str] = []
     layout: list[tuple[str, str, list[str]]] = []
-    for field, kind in zip(schema, type_names, strict=True):
-        ref = quote_identifier(field.name)
+    for index, (field, kind) in enumerate(zip(schema, type_names, strict=True)):
+        ref = f"c{index}"
+        inner.append(f"{quote_identifier(field.name)} AS {ref}")
         keys = ["count", "nulls"]
         exprs = [f"count({ref})", f"count(*) - count({ref})"]
         simple = kind in ("bool", "string", "binary", "date", "time") or _sketchable(kind)
@@ -204,14 +212,16 @@ def compute_profile(
             keys.append("distinct")
             exprs.append(f"approx_count_distinct({ref})")
         if kind.startswith("float"):
-            valid = f"FILTER (WHERE NOT isnan({ref}))"
+            # NaN as NULL once, in the scan, rather than a FILTER on every aggregate.
+            valid = f"v{index}"
+            inner.append(f"CASE WHEN isnan({ref}) THEN NULL ELSE {ref} END AS {valid}")
             keys += ["min", "max", "mean", "std", "nan"]
             exprs += [
-                f"min({ref}) {valid}",
-                f"max({ref}) {valid}",
-                f"avg({ref}) {valid}",
-                f"stddev_samp({ref}) {valid}",
-                f"count(*) FILTER (WHERE isnan({ref}))",
+                f"min({valid})",
+                f"max({valid})",
+                f"avg({valid})",
+                f"stddev_samp({valid})",
+                f"count({ref}) - count({valid})",
             ]
         elif kind.startswith(("int", "uint", "decimal")):
             keys += ["min", "max", "mean", "std"]
@@ -229,11 +239,13 @@ def compute_profile(
         aggregates += exprs
     values: tuple[Any, ...] = ()
     if parts and aggregates:
-        row = con.execute(f"SELECT {', '.join(aggregates)} FROM profile_data").fetchall()[0]  # noqa: S608
-        values = row or ()
+        query = f"SELECT {', '.join(aggregates)} FROM (SELECT {', '.join(inner)} FROM profile_data)"  # noqa: S608
+        rows = _query_parts(con, parts, query)
+        values = rows[0] if rows else ()
     position = 0
     sketched = sketches.to_json()
-    for name, kind, keys in layout:
+    wanted: list[tuple[int, str]] = []
+    for index, (name, kind, keys) in enumerate(layout):
         stats: dict[str, Any] = {"type": kind}
         for key in keys:
             stats[key] = (
@@ -257,24 +269,54 @@ def compute_profile(
                 stats.pop("min", None)
                 stats.pop("max", None)
         elif parts and categorical and distinct is not None and distinct <= CATEGORY_LIMIT:
-            stats["categories"] = _categories(con, name, stats["count"])
+            wanted.append((index, name))
         columns[name] = stats
-    if parts:
-        con.execute("DROP VIEW IF EXISTS profile_data")
+    if wanted:
+        histograms = ", ".join(f"histogram({quote_identifier(name)})" for _, name in wanted)
+        query = f"SELECT {histograms} FROM profile_data"  # noqa: S608
+        counted = _query_parts(con, parts, query, [name for _, name in wanted])[0]
+        for (_, name), counts in zip(wanted, counted, strict=True):
+            columns[name]["categories"] = _categories(counts or {}, columns[name]["count"])
     return {"format": PROFILE_FORMAT, "rows": num_rows, "columns": columns}
 
 
-def _categories(con: duckdb.DuckDBPyConnection, name: str, non_null: int) -> dict[str, Any]:
-    ref = quote_identifier(name)
-    rows = con.execute(
-        f"SELECT {ref} AS value, count(*) AS n FROM profile_data WHERE {ref} IS NOT NULL "  # noqa: S608
-        f"GROUP BY {ref} ORDER BY n DESC, value LIMIT {TOP_CATEGORIES + 1}"
-    ).fetchall()
-    exact = len(rows) <= TOP_CATEGORIES
-    rows = rows[:TOP_CATEGORIES]
-    listed = sum(int(n) for _, n in rows)
+def _query_parts(
+    con: duckdb.DuckDBPyConnection,
+    parts: Sequence[Path],
+    query: str,
+    columns: list[str] | None = None,
+) -> list[tuple[Any, ...]]:
+    """``query`` over the ``parts`` (only ``columns`` if given) as the view
+    ``profile_data``, read a batch at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [pq.ParquetFile(path) for path in parts]
+    schema = files[0].schema_arrow
+    if columns is not None:
+        schema = pa.schema([schema.field(name) for name in columns])
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for file in files:
+            yield from file.iter_batches(batch_size=_SCAN_ROWS, columns=columns)
+
+    reader = pa.RecordBatchReader.from_batches(schema, batches())
+    con.register("profile_data", reader)
+    try:
+        return con.execute(query).fetchall()
+    finally:
+        con.unregister("profile_data")
+        for file in files:
+            file.close()
+
+
+def _categories(counts: dict[Any, int], non_null: int) -> dict[str, Any]:
+    """The ``TOP_CATEGORIES`` most frequent values (ties by value), and the rest's count."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    listed_rows = ranked[:TOP_CATEGORIES]
+    listed = sum(int(n) for _, n in listed_rows)
     return {
-        "values": [[_json_value(value), int(n)] for value, n in rows],
+        "values": [[_json_value(value), int(n)] for value, n in listed_rows],
         "other": non_null - listed,
-        "complete": exact,
+        "complete": len(ranked) <= TOP_CATEGORIES,
     }

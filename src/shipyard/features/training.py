@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from shipyard.core.errors import DataContractError, NotFoundError, ShipyardError
+from shipyard.core.errors import DataContractError, NotFoundError
 from shipyard.features.offline import ViewQuery
 from shipyard.features.plan import FeaturePlan, apply_on_demand
 from shipyard.features.records import TrainingSet
@@ -167,31 +167,36 @@ def save_training_set(
     fs: FeatureStore, table: pa.Table, name: str, service: str, description: str | None
 ) -> DatasetVersion:
     """The version of dataset ``name`` holding ``table``: an existing one with the same
-    content, else a new one (profiled, tagged with the feature service)."""
-    from shipyard.data.sources_memory import TableSource
+    content, else a new one (profiled, tagged with the feature service).
 
-    existing = _version_with_content(fs, name, table)
-    if existing is not None:
-        return existing
+    The table is hashed once: its content id is looked up as ``<name>@<content id>``,
+    and a new version's ingestion takes that id rather than hashing the rows again.
+    """
+    from shipyard.data.sources_memory import CanonicalTable, TableSource
+
+    label = f"training set of {service}"
+    canonical = CanonicalTable.of(table, name=label)
+    if canonical is not None:
+        existing = _version_with_content(fs, name, canonical.content_id)
+        if existing is not None:
+            return existing
     ingest = fs.datasets.ingest(
         name,
-        TableSource(table, name=f"training set of {service}"),
+        canonical if canonical is not None else TableSource(table, name=label),
         tags={"feature_service": service, "kind": "training_set"},
         description=description or f"Point-in-time training set for {service}",
     )
     return ingest.version
 
 
-def _version_with_content(fs: FeatureStore, name: str, table: pa.Table) -> DatasetVersion | None:
-    """A version of ``name`` whose content id is ``table``'s, found without ingesting.
+def _version_with_content(fs: FeatureStore, name: str, content_id: str) -> DatasetVersion | None:
+    """A version of ``name`` whose content id is ``content_id``, found without ingesting.
 
     The id is computed the way ingestion computes it (canonical types, every column
-    nullable, no contract). Should the two ever disagree, this finds nothing and the
-    ingestion stores the table as usual: a slower path, never a wrong version.
+    nullable, no contract; ingestion then uses this very id). A table whose types
+    ingestion must convert itself has no id here, finds nothing, and is ingested as
+    usual: a slower path, never a wrong version.
     """
-    content_id = table_content_id(table)
-    if content_id is None:
-        return None
     try:
         version = fs.datasets.get_version(f"{name}@{content_id}")
     except NotFoundError:
@@ -201,27 +206,7 @@ def _version_with_content(fs: FeatureStore, name: str, table: pa.Table) -> Datas
 
 def table_content_id(table: pa.Table) -> str | None:
     """The content id ingesting ``table`` without a contract gives it (None: not known)."""
-    import pyarrow as pa
+    from shipyard.data.sources_memory import CanonicalTable
 
-    from shipyard.data.canonical import TableHasher
-    from shipyard.data.types import canonical_type_of
-
-    try:
-        types = [canonical_type_of(field.type, field.name) for field in table.schema]
-        if any(t.duckdb is None for t in types):
-            return None  # nested and duration columns: ingestion's own conversion decides
-        schema = pa.schema(
-            [
-                pa.field(f.name, t.arrow, nullable=True)
-                for f, t in zip(table.schema, types, strict=True)
-            ]
-        )
-        columns = [
-            column if column.type == t.arrow else column.cast(t.arrow)
-            for column, t in zip(table.columns, types, strict=True)
-        ]
-        hasher = TableHasher(schema, [t.name for t in types])
-        hasher.update(pa.Table.from_arrays(columns, schema=schema))
-    except (ShipyardError, pa.ArrowException):
-        return None
-    return str(hasher.content_id())
+    canonical = CanonicalTable.of(table)
+    return canonical.content_id if canonical is not None else None
