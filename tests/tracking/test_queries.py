@@ -24,7 +24,7 @@ from shipyard.core.errors import AmbiguousReferenceError, NotFoundError
 from shipyard.store.metadata import MetadataStore, open_metadata_store
 from shipyard.store.schema.tracking import run_artifacts, run_metrics, run_params, runs
 from shipyard.tracking import queries, search_plan
-from shipyard.tracking.records import Run
+from shipyard.tracking.records import DatasetInput, Run
 from shipyard.tracking.search import (
     And,
     Comparison,
@@ -631,6 +631,24 @@ def test_ambiguity_lists_the_candidates(store: MetadataStore) -> None:
     assert PREFIX_TWINS[0] in caught.value.message and PREFIX_TWINS[1] in caught.value.message
     with store.connect() as conn:
         assert queries.load_run(conn, "abcdef01").id == PREFIX_TWINS[0]
+
+
+def test_runs_load_with_their_inputs_in_order(store: MetadataStore, ids: dict[str, str]) -> None:
+    inputs = [("b-set", "v2", "train"), ("a-set", "v3", "validation"), ("a-set", "v1", "train")]
+    with store.connect() as conn:  # not committed: the shared sample is left as it was
+        (run_id,) = insert_runs(
+            conn, ids["experiment:fraud"], [RunSpec("with-inputs", inputs=inputs)]
+        )
+        loaded = queries.load_run(conn, run_id)
+        (found,) = queries.search_runs(conn, filter_string="name = 'with-inputs'").runs
+        bare = queries.load_run(conn, ids["gbm-a"])
+    expected = (
+        DatasetInput("a-set", "v1", "train"),
+        DatasetInput("b-set", "v2", "train"),
+        DatasetInput("a-set", "v3", "validation"),
+    )
+    assert loaded.inputs == found.inputs == expected  # by role, then dataset
+    assert bare.inputs == ()
 
 
 def test_load_runs_keeps_order_and_batches(store: MetadataStore, ids: dict[str, str]) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection
 
 from shipyard.core.errors import AmbiguousReferenceError, NotFoundError
@@ -75,10 +75,9 @@ _RUNS_BY_ID_SQL = f"SELECT {_RUN_COLUMNS_SQL} FROM runs WHERE id IN ({{marks}})"
 _FIRST = operator.itemgetter(0)
 _PROCESSORS: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {}
 """Converters of run columns' values, by dialect name (``_run_processors``)."""
-_INPUTS_OF_RUNS = (
-    select(run_inputs)
-    .where(run_inputs.c.run_id.in_(bindparam("ids", expanding=True)))
-    .order_by(run_inputs.c.run_id, run_inputs.c.role, run_inputs.c.dataset)
+_INPUTS_OF_RUNS_SQL = (
+    f"SELECT run_id, dataset, version_id, role FROM {run_inputs.name} "  # noqa: S608 - our table; the ids are bound
+    "WHERE run_id IN ({marks}) ORDER BY run_id, role, dataset"
 )
 _LIST_HINT = "`shipyard runs list` shows run ids; give the full id or at least 6 of its hex digits."
 
@@ -178,8 +177,9 @@ def _load(conn: Connection, run_ids: Sequence[str]) -> list[Run]:
             tags = _key_values(cursor, run_tags, marks, chunk, collate)
             metrics = _key_values(cursor, run_latest_metrics, marks, chunk, collate, float)
             inputs: dict[str, list[DatasetInput]] = defaultdict(list)
-            for row in conn.execute(_INPUTS_OF_RUNS, {"ids": list(chunk)}):
-                inputs[row.run_id].append(DatasetInput(row.dataset, row.version_id, row.role))
+            cursor.execute(_INPUTS_OF_RUNS_SQL.format(marks=marks), chunk)
+            for run_id, dataset, version_id, role in cursor.fetchall():
+                inputs[run_id].append(DatasetInput(dataset, version_id, role))
             cursor.execute(_RUNS_BY_ID_SQL.format(marks=marks), chunk)
             for row in cursor.fetchall():
                 values = dict(zip(_RUN_COLUMN_NAMES, row, strict=True))
@@ -191,7 +191,7 @@ def _load(conn: Connection, run_ids: Sequence[str]) -> list[Run]:
                     params=params.get(run_id, {}),
                     tags=tags.get(run_id, {}),
                     metrics=metrics.get(run_id, {}),
-                    inputs=tuple(inputs[run_id]),
+                    inputs=tuple(inputs.get(run_id, ())),
                 )
     finally:
         cursor.close()

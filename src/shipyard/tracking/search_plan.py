@@ -16,7 +16,11 @@ A page is found as run ids first (with their sort values, for the next page's ke
     the set (in memory) and probing only the runs in it for the other terms. At 100k
     runs this visits the same runs as a scan at a fraction of the cost per run;
   - drive: start from the rarest term's runs, look each up, sort the matches. Best when
-    the term matches few runs, or when every match is sorted anyway.
+    the term matches few runs, or when every match is sorted anyway;
+  - read in order: an equality term's runs (``params.model = 'gbm'``) come newest first
+    from its ``(key, value, start_time)`` index (the narrow tables hold their run's
+    start time, t0004); each is looked up and probed for the other terms until a page
+    matches: about page size / (the other terms' selectivity) runs, all of the term.
 
   The counts (and the scope's size) are kept per database until runs or metric values
   are added, or for a minute at most: they only steer the plan, never what it returns.
@@ -34,7 +38,7 @@ import time
 import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal_column, select, true
 from sqlalchemy.engine import Connection, Engine
@@ -69,6 +73,11 @@ _SET_SETUP_COST = 50.0
 """Building the set at all (a temporary table and a subquery), however few its rows."""
 _LOOKUP_COST = 6.0
 """Looking up a run by id (driving from a term), plus sorting it among the matches."""
+_ORDERED_LOOKUP_COST = 3.0
+"""Looking up a run by id while reading a term's runs in start-time order (no sort)."""
+
+Start = Literal["scan", "walk", "drive", "ordered"]
+"""How a page is found (see the module doc)."""
 
 
 @dataclass
@@ -127,14 +136,14 @@ def find_page(
     if experiment_ids is not None and not experiment_ids:
         return [], None, 0 if count_total else None
     plan = _Plan(conn, filter_string, node, compiled, experiment_ids, include_deleted, dialect)
-    driver, walk = plan.page_start(search_sql.is_index_order(order_keys), max_results)
-    hide_indexes = driver is not None and not walk
-    sort = search_sql.compile_order(order_keys, dialect, hide_indexes=hide_indexes)
-    where = plan.where(driver, walk=walk)
-    if driver is None and sort[0].join is not None:
-        rows = _split_rows(conn, plan, sort, where, last, max_results + 1)
+    driver, start = plan.page_start(search_sql.is_index_order(order_keys), max_results)
+    sort = search_sql.compile_order(order_keys, dialect, hide_indexes=start == "drive")
+    if driver is not None and start == "ordered":
+        rows = _ordered_rows(conn, plan, driver, sort, last, max_results + 1)
+    elif driver is None and sort[0].join is not None:
+        rows = _split_rows(conn, plan, sort, plan.where(None), last, max_results + 1)
     else:
-        rows = _rows(conn, sort, where, last, max_results + 1)
+        rows = _rows(conn, sort, plan.where(driver, start), last, max_results + 1)
     page = rows[:max_results]
     next_token = None
     if len(rows) > max_results:
@@ -192,14 +201,15 @@ def _rows(
     limit: int,
     *,
     inner: bool = False,
+    source: Any = runs,
 ) -> list[tuple[Any, ...]]:
     """Sort values (run id last) of the first ``limit`` matches after ``last``.
 
     ``inner`` joins the first sort key's table instead of outer-joining it: only runs
-    having that key, read in the order of its ``(key, value)`` index.
+    having that key, read in the order of its ``(key, value)`` index. ``source`` is what
+    the runs are read from (``runs``, or ``runs`` joined to what yields them in order).
     """
     labels = [column.expression.label(f"sort_{i}") for i, column in enumerate(sort)]
-    source: Any = runs
     for index, column in enumerate(sort):
         if column.join is not None:
             alias, on = column.join
@@ -209,7 +219,7 @@ def _rows(
         dialect: Dialect = "sqlite" if conn.dialect.name == "sqlite" else "postgresql"
         query = query.where(search_sql.keyset_after(sort, last, dialect))
     order = [part for column in sort for part in column.order_by()]
-    return [tuple(row) for row in conn.execute(query.order_by(*order).limit(limit))]
+    return [tuple(row) for row in conn.execute(query.order_by(*order).limit(limit)).all()]
 
 
 def _split_rows(
@@ -236,6 +246,31 @@ def _split_rows(
     after = last[1:] if last is not None and last[0] is None else None
     more = _rows(conn, rest, lacking, after, limit - len(rows))
     return rows + [(None, *row) for row in more]
+
+
+def _ordered_rows(
+    conn: Connection,
+    plan: _Plan,
+    driver: Driver,
+    sort: Sequence[SortColumn],
+    last: Sequence[Any] | None,
+    limit: int,
+) -> list[tuple[Any, ...]]:
+    """Ordered by start time (then run id): the runs of ``driver``'s equality, read in
+    that order from its ``(key, value, start_time)`` index. The index's copies of the
+    start time and run id stand in for the run's own (the same values, t0004), so
+    SQLite follows the index and stops after a page."""
+    assert driver.in_start_order is not None  # noqa: S101 - the caller checked
+    walked, term = driver.in_start_order
+    first, *middle, run_id = sort
+    ordered = [
+        replace(first, expression=walked.c.start_time),
+        *middle,
+        replace(run_id, expression=walked.c.run_id),
+    ]
+    source = walked.join(runs, runs.c.id == walked.c.run_id)
+    where = and_(term, plan.where(driver, "ordered"))
+    return _rows(conn, ordered, where, last, limit, source=source)
 
 
 class _Plan:
@@ -279,17 +314,21 @@ class _Plan:
         """Estimated matches of the counted terms, by term signature (SQLite only)."""
         return {driver.signature: count for count, driver in self._counted}
 
-    def where(self, driver: Driver | None, *, walk: bool = False) -> ColumnElement[bool]:
-        """The search condition: started from ``driver``'s rows if given, or, if ``walk``,
-        walking runs in order and testing them against the set of ``driver``'s runs."""
+    def where(self, driver: Driver | None, start: Start = "drive") -> ColumnElement[bool]:
+        """The search condition, for a page found as ``start`` says from ``driver``'s
+        rows (if given): started from them ("drive"), walking runs in order and testing
+        them against their set ("walk"), or without the driver's term ("ordered": the
+        caller reads only its rows)."""
         experiment: ColumnElement[Any] = runs.c.experiment_id
         conditions: list[ColumnElement[bool]] = []
-        if driver is not None and walk:
+        if driver is not None and start == "walk":
             # Not indexable, so SQLite builds the set once and tests each run against it.
             conditions.append(search_sql.unindexed(runs.c.id).in_(driver.run_ids()))
         elif driver is not None:
+            # Runs come from the driver's rows: not from walking an experiment's runs.
             experiment = search_sql.unindexed(experiment)
-            conditions.append(runs.c.id.in_(driver.run_ids()))
+            if start != "ordered":
+                conditions.append(runs.c.id.in_(driver.run_ids()))
         conditions.append(self._condition(driver))
         if not self._include_deleted:
             conditions.append(runs.c.lifecycle == "active")
@@ -311,16 +350,15 @@ class _Plan:
             return true()
         return self._compiled.condition
 
-    def page_start(self, index_order: bool, page_size: int) -> tuple[Driver | None, bool]:
-        """How to find a page (see the module doc): ``(None, False)`` to scan runs,
-        ``(driver, True)`` to walk runs in order against the set of the driver's runs,
-        ``(driver, False)`` to start from the driver's runs."""
+    def page_start(self, index_order: bool, page_size: int) -> tuple[Driver | None, Start]:
+        """How to find a page (see the module doc), and from which term's rows:
+        ``(None, "scan")``, or a driver with ``"walk"``, ``"drive"`` or ``"ordered"``."""
         if not self._counted or self._counted[0][0] >= _ESTIMATE_CAP:
-            return None, False
+            return None, "scan"
         smallest, driver = self._counted[0]
         total = max(self._runs_in_scope(), 1)
         if not index_order:  # every match is sorted anyway: visit the fewest rows
-            return (driver, False) if smallest < total else (None, False)
+            return (driver, "drive") if smallest < total else (None, "scan")
         fractions = [min(1.0, max(count, 1) / total) for count, _ in self._counted]
         walked = min(float(total), (page_size + 1) / math.prod(fractions))
         scan = walked * _PROBE_COST * _probes(fractions)
@@ -331,10 +369,34 @@ class _Plan:
             + walked * fractions[0] * _PROBE_COST * _probes(fractions[1:])
         )
         drive = smallest * (_LOOKUP_COST + _PROBE_COST * _probes(fractions[1:]))
-        best = min(scan, walk, drive)
-        if best == scan:
-            return None, False
-        return driver, best == walk
+        costs: list[tuple[float, Driver | None, Start]] = [
+            (scan, None, "scan"),
+            (walk, driver, "walk"),
+            (drive, driver, "drive"),
+        ]
+        costs.extend(self._ordered_costs(fractions, total, page_size))
+        _, best, start = min(costs, key=lambda option: option[0])  # the first of equals
+        return best, start
+
+    def _ordered_costs(
+        self, fractions: Sequence[float], total: int, page_size: int
+    ) -> list[tuple[float, Driver | None, Start]]:
+        """The cost of reading each counted equality term's runs in start-time order:
+        its runs are visited (runs of other experiments too) until a page passes the
+        other terms."""
+        in_scope = 1.0
+        if self._experiment_ids is not None:
+            in_scope = min(1.0, total / max(self._all_runs_estimate(), 1))
+        costs: list[tuple[float, Driver | None, Start]] = []
+        for index, (count, driver) in enumerate(self._counted):
+            if not driver.in_start_order:
+                continue
+            others = [*fractions[:index], *fractions[index + 1 :]]
+            passing = math.prod(others) * in_scope
+            visited = min(float(count), (page_size + 1) / max(passing, 1e-12))
+            cost = visited * (_ORDERED_LOOKUP_COST + _PROBE_COST * _probes(others))
+            costs.append((cost, driver, "ordered"))
+        return costs
 
     def count_driver(self) -> Driver | None:
         """Counting visits every match: start from the smallest term if it beats a scan."""
@@ -369,22 +431,28 @@ class _Plan:
             self._scope_size = self._count_scope()
         return self._scope_size
 
+    def _all_runs_estimate(self) -> int:
+        """How many runs the database holds, about (the highest rowid, O(log n))."""
+        if self._statistics is None:
+            return self._highest_rowid()
+        return _counted(self._statistics, ("all runs",), self._highest_rowid)
+
+    def _highest_rowid(self) -> int:
+        query: Select[Any] = select(func.coalesce(func.max(literal_column("rowid")), 0))
+        return int(self._conn.execute(query.select_from(runs)).scalar_one())
+
     def _count_scope(self) -> int:
         """Runs in scope, counted up to a cap (SQLite: without an experiment, the top rowid)."""
-        query: Select[Any]
-        if self._experiment_ids is None:  # SQLite only: the highest rowid, O(log n)
-            query = select(func.coalesce(func.max(literal_column("rowid")), 0))
-            query = query.select_from(runs)
-        else:
-            rows = (
-                select(literal_column("1"))
-                .select_from(runs)
-                .where(runs.c.experiment_id.in_(list(self._experiment_ids)))
-                .limit(_ESTIMATE_CAP * 5)
-                .subquery()
-            )
-            query = select(func.count()).select_from(rows)
-        return int(self._conn.execute(query).scalar_one())
+        if self._experiment_ids is None:  # SQLite only
+            return self._highest_rowid()
+        rows = (
+            select(literal_column("1"))
+            .select_from(runs)
+            .where(runs.c.experiment_id.in_(list(self._experiment_ids)))
+            .limit(_ESTIMATE_CAP * 5)
+            .subquery()
+        )
+        return int(self._conn.execute(select(func.count()).select_from(rows)).scalar_one())
 
 
 def _probes(fractions: Sequence[float]) -> float:

@@ -82,6 +82,8 @@ DEFAULT_ORDER = (OrderKey(Field("attribute", "start_time", 0), descending=True),
 """Newest first, as ``shipyard runs list`` shows them."""
 
 _NARROW: dict[str, Table] = {"metric": run_latest_metrics, "param": run_params, "tag": run_tags}
+_WALKED: dict[str, FromClause] = {kind: table.alias("walked") for kind, table in _NARROW.items()}
+"""A narrow table read in start-time order (``search_plan``'s "ordered" plan)."""
 _ATTRIBUTE_COLUMNS: dict[str, ColumnElement[Any]] = {
     "run_id": runs.c.id,
     "name": runs.c.name,
@@ -127,6 +129,10 @@ class Driver:
     the same rows, so a count of them can be reused."""
     term: int = 0
     """Its position among the filter's top-level ``and`` terms (0 for a lone comparison)."""
+    in_start_order: tuple[FromClause, ColumnElement[bool]] | None = None
+    """For an equality, whose rows are one stretch of the ``(key, value, start_time)``
+    index (so they come newest or oldest first): ``table`` aliased as ``walked``, and
+    ``condition`` on that alias."""
 
     def run_ids(self) -> Select[str]:
         return select(self.table.c.run_id).where(self.condition)
@@ -155,6 +161,9 @@ def compile_filter(node: FilterNode | None, dialect: Dialect) -> CompiledFilter:
             _narrow_condition(term, dialect),
             term_signature(term),
             position,
+            (_WALKED[term.field.kind], _narrow_condition(term, dialect, walked=True))
+            if term.op == "="
+            else None,
         )
         for position, term in enumerate(terms)
         if isinstance(term, Comparison)
@@ -246,8 +255,10 @@ def _comparison(comparison: Comparison, dialect: Dialect) -> ColumnElement[bool]
     return not_(present) if comparison.op == "is null" else present
 
 
-def _narrow_condition(comparison: Comparison, dialect: Dialect) -> ColumnElement[bool]:
-    table = _NARROW[comparison.field.kind]
+def _narrow_condition(
+    comparison: Comparison, dialect: Dialect, *, walked: bool = False
+) -> ColumnElement[bool]:
+    table = (_WALKED if walked else _NARROW)[comparison.field.kind]
     has_key = table.c.key == comparison.field.key
     if comparison.op in ("is null", "is not null"):
         return has_key

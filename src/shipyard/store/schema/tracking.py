@@ -11,12 +11,17 @@ SQLite both are one B-tree operation because the tables are ``WITHOUT ROWID`` (t
   the value sits next to the key (a rowid table needs a second lookup, from the key's
   index into the table);
 - the runs whose key has a value in a range: a ``WITHOUT ROWID`` table's indexes end
-  with its primary key, so ``(key, value)`` holds ``run_id`` and a term's runs come from
-  one index range without touching rows. (PostgreSQL plans by its own statistics, with
-  the same indexes.)
+  with its primary key, so ``(key, value, start_time)`` holds ``run_id`` and a term's
+  runs come from one index range without touching rows. (PostgreSQL plans by its own
+  statistics, with the same indexes.)
 
 Runs are walked newest first through ``(experiment_id, start_time, id, lifecycle)`` or
 ``(start_time, id, lifecycle)``, which hold all a search's walk needs (t0003).
+
+The narrow tables also hold their run's ``start_time``, copied by database triggers on
+insert (and when a run's start time changes), never by the writers (t0004). Their
+``(key, value, start_time)`` index then yields one term's runs (``params.model = 'gbm'``)
+newest first, so a default-ordered search reads a page from that index and stops.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ __all__ = [
     "runs",
 ]
 
-REVISION = "t0003"
+REVISION = "t0004"
 """The tip of the tracking migration branch; these tables match it."""
 
 ID = String(32)
@@ -118,8 +123,9 @@ run_params = Table(
     Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     Column("key", String(256), nullable=False),
     Column("value", Text, nullable=False),
+    Column("start_time", UtcDateTime(), nullable=True),  # the run's, kept by triggers (t0004)
     PrimaryKeyConstraint("run_id", "key"),
-    Index(None, "key", "value"),  # holds run_id too on SQLite (WITHOUT ROWID), see above
+    Index(None, "key", "value", "start_time"),  # holds run_id too on SQLite, see above
     sqlite_with_rowid=False,  # t0003
 )
 """Params are immutable once logged: the same key with another value is an error."""
@@ -130,8 +136,9 @@ run_tags = Table(
     Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     Column("key", String(256), nullable=False),
     Column("value", Text, nullable=False),
+    Column("start_time", UtcDateTime(), nullable=True),  # the run's, kept by triggers (t0004)
     PrimaryKeyConstraint("run_id", "key"),
-    Index(None, "key", "value"),  # holds run_id too on SQLite (WITHOUT ROWID), see above
+    Index(None, "key", "value", "start_time"),  # holds run_id too on SQLite, see above
     sqlite_with_rowid=False,  # t0003
 )
 
@@ -157,8 +164,9 @@ run_latest_metrics = Table(
     Column("value", Float, nullable=False),
     Column("step", BigInteger, nullable=False),
     Column("timestamp", Float, nullable=False),
+    Column("start_time", UtcDateTime(), nullable=True),  # the run's, kept by triggers (t0004)
     PrimaryKeyConstraint("run_id", "key"),
-    Index(None, "key", "value"),  # holds run_id too on SQLite (WITHOUT ROWID), see above
+    Index(None, "key", "value", "start_time"),  # holds run_id too on SQLite, see above
     sqlite_with_rowid=False,  # t0003
 )
 """The value at the highest step (latest timestamp on ties) of each metric of each run:
