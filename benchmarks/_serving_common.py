@@ -1,10 +1,16 @@
 """Shared pieces of the serving benchmarks: the model, the servers, the load generators.
 
-The model is the same on both sides by construction: the same scikit-learn pipeline
-(ordinal-encoded plans + HistGradientBoostingClassifier, fixed random_state) fitted on
-../shared/datasets/mlc_churn.csv by the same code, with the same scikit-learn version
-(pinned in the peer venv to the one installed here); the benchmark checks that both
-servers return the same scores.
+Two models, each the same on both sides by construction (fitted on
+../shared/datasets/mlc_churn.csv by the same code, fixed random_state, the same
+scikit-learn version pinned in the peer venv; the benchmark checks that both servers
+return the same scores):
+
+- ``gbm``: a HistGradientBoostingClassifier (100 iterations) on the 17 inputs, the two
+  yes/no plans given as 0/1 integers: the model issue 8 describes ("the GBM's own
+  predict");
+- ``model`` (the pipeline): ordinal-encoded plans (a ColumnTransformer) + the same GBM,
+  the plans given as "yes"/"no" strings; in scikit-learn most of its one-row call is
+  the ColumnTransformer's input handling, not the trees.
 """
 
 from __future__ import annotations
@@ -59,16 +65,27 @@ encode = ColumnTransformer([("plans", OrdinalEncoder(), ["international_plan", "
                            remainder="passthrough")
 model = Pipeline([("encode", encode),
                   ("gbm", HistGradientBoostingClassifier(max_iter=100, random_state=0))]).fit(X, y)
+PLANS = ["international_plan", "voice_mail_plan"]
+Xn = X.assign(**{name: (X[name] == "yes").astype("int64") for name in PLANS})
+gbm = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(Xn, y)
 """.replace("__FEATURES__", repr(FEATURES)).replace("__DATA__", repr(str(DATA)))
 
 
-def record(index: int = 0) -> dict[str, Any]:
+PLANS = ("international_plan", "voice_mail_plan")
+
+
+def record(index: int = 0, *, numeric_plans: bool = False) -> dict[str, Any]:
+    """Row ``index`` of mlc_churn.csv as a request record: the pipeline's inputs, or the
+    GBM's (``numeric_plans``: the yes/no plans as 1/0)."""
     import csv
 
     with DATA.open() as handle:
         for position, row in enumerate(csv.DictReader(handle)):
             if position == index:
-                return {name: _value(row[name]) for name in FEATURES}
+                out = {name: _value(row[name]) for name in FEATURES}
+                if numeric_plans:
+                    out.update({name: int(out[name] == "yes") for name in PLANS})
+                return out
     raise BenchmarkError(f"{DATA} has fewer than {index + 1} rows")
 
 
@@ -82,9 +99,10 @@ def _value(text: str) -> Any:
 
 
 def shipyard_project(folder: Path) -> Path:
-    """A project with churn@v1 (champion) and churn@v2, trained like the peer's model, and
-    churn_online@v1 (champion): churn@v1's pipeline reading its inputs from the online
-    feature store (SQLite) by ``customer_id`` (the row number in mlc_churn.csv)."""
+    """A project with churn@v1 (champion, the pipeline) and churn@v2, churn_gbm@v1
+    (champion, the GBM), trained like the peer's models, and, reading their inputs from
+    the online feature store (SQLite) by ``customer_id`` (the row number in
+    mlc_churn.csv): churn_online@v1 (the pipeline) and churn_gbm_online@v1 (the GBM)."""
     script = (
         TRAIN
         + r"""
@@ -98,12 +116,18 @@ with DatasetClient.open(config) as client:
     client.ingest("churn", __DATA__, contract=sd.Contract(columns={
         "account_length": sd.Column("int64", nullable=False, min=0),
         "international_plan": sd.Column("string", allowed=["yes", "no"])}))
+    # The GBM's training data: the same rows, the plans as 0/1 (its signature's types).
+    numeric_csv = Path(sys.argv[1]) / "churn_numeric.csv"
+    Xn.assign(churn=y).to_csv(numeric_csv, index=False)
+    client.ingest("churn_numeric", str(numeric_csv))
 second = Pipeline([("encode", encode), ("gbm", HistGradientBoostingClassifier(
     max_iter=100, max_depth=5, random_state=0))]).fit(X, y)
 with ModelRegistry.open(config) as registry:
     registry.register("churn", model=model, training_data="churn@v1")
     registry.register("churn", model=second, training_data="churn@v1")
     registry.set_alias("churn@v1", "champion", reason="benchmark")
+    registry.register("churn_gbm", model=gbm, training_data="churn_numeric@v1")
+    registry.set_alias("churn_gbm@v1", "champion", reason="benchmark")
 
 # The feature-lookup case: the same fitted pipeline, its 17 inputs read from the online
 # store (SQLite) by customer id; a request then carries {"customer_id": N} only.
@@ -111,23 +135,31 @@ import datetime as dt
 import pyarrow as pa
 import shipyard.features as sf
 stamp = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-events = pa.Table.from_pandas(X.reset_index(drop=True), preserve_index=False)
-events = events.append_column("customer_id", pa.array(range(len(X)), pa.int64()))
-events = events.append_column(
-    "event_ts", pa.array([stamp] * len(X), pa.timestamp("us", tz="UTC")))
 customer = sf.Entity("customer", join_keys=["customer_id"])
 kinds = {"international_plan": "string", "voice_mail_plan": "string"}
-view = sf.FeatureView("churn_usage", entities=[customer], source="churn_usage_events",
-    timestamp="event_ts",
-    features=[sf.Feature(name, kinds.get(name, str(X[name].dtype))) for name in FEATURES])
+objects = [customer]
+for view_name, frame, typed in (("churn_usage", X, kinds), ("churn_usage_numeric", Xn, {})):
+    events = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    events = events.append_column("customer_id", pa.array(range(len(frame)), pa.int64()))
+    events = events.append_column(
+        "event_ts", pa.array([stamp] * len(frame), pa.timestamp("us", tz="UTC")))
+    view = sf.FeatureView(view_name, entities=[customer], source=view_name + "_events",
+        timestamp="event_ts",
+        features=[sf.Feature(name, typed.get(name, str(frame[name].dtype)))
+                  for name in FEATURES])
+    objects += [view, sf.FeatureService(view_name.replace("usage", "features"), [view])]
+    with sf.FeatureStore.open(config) as store:
+        store.datasets.ingest(view_name + "_events", events)
 with sf.FeatureStore.open(config) as store:
-    store.datasets.ingest("churn_usage_events", events)
-    store.apply([customer, view, sf.FeatureService("churn_features", [view])])
+    store.apply(objects)
     store.materialize()
 with ModelRegistry.open(config) as registry:
     registry.register("churn_online", model=model, training_data="churn@v1",
                       feature_service="churn_features@v1")
     registry.set_alias("churn_online@v1", "champion", reason="benchmark")
+    registry.register("churn_gbm_online", model=gbm, training_data="churn_numeric@v1",
+                      feature_service="churn_features_numeric@v1")
+    registry.set_alias("churn_gbm_online@v1", "champion", reason="benchmark")
 """.replace("__DATA__", repr(str(DATA)))
     )
     folder.mkdir(parents=True, exist_ok=True)
@@ -155,6 +187,7 @@ class Server:
         path: str,
         wrap: str,
         env: dict[str, str] | None = None,
+        probe: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.command = command
@@ -162,6 +195,7 @@ class Server:
         self.path = path
         self.wrap = wrap  # "inputs" (Shipyard) or "dataframe_records" (MLflow)
         self.env = env
+        self.probe = probe if probe is not None else record(0)  # the first request's record
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
 
@@ -181,7 +215,7 @@ class Server:
             env=self.env,
             start_new_session=True,
         )
-        body = self.body(record(0))
+        body = self.body(self.probe)
         deadline = started + timeout
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
@@ -293,8 +327,32 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def ensure_wrk() -> str:
+    """The path of the ``wrk`` load generator, installed from Debian's packages if missing
+    (the benchmark's only system dependency; both sides are measured with it)."""
+    import shutil
+
+    found = shutil.which("wrk")
+    if found:
+        return found
+    install = ["apt-get", "install", "-y", "-q", "wrk"]
+    if os.geteuid() != 0:
+        install = ["sudo", "-n", *install]
+    progress("wrk is not installed; installing it: " + " ".join(install))
+    done = subprocess.run(install, capture_output=True, text=True, check=False)
+    found = shutil.which("wrk")
+    if done.returncode != 0 or not found:
+        raise BenchmarkError(
+            "The throughput figure needs the wrk load generator, and installing it failed "
+            f"({' '.join(install)}: {done.stderr.strip()[-300:]}). Install it "
+            "(`apt-get install wrk`, `brew install wrk`) and run the benchmark again."
+        )
+    return found
+
+
 def wrk(port: int, path: str, body: bytes, *, seconds: int, connections: int) -> dict[str, float]:
     """wrk on the loopback: requests/s, non-2xx answers and socket errors."""
+    executable = ensure_wrk()
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     script.write(
         'wrk.method = "POST"\n'
@@ -304,7 +362,7 @@ def wrk(port: int, path: str, body: bytes, *, seconds: int, connections: int) ->
     script.close()
     output = run_checked(
         [
-            "wrk",
+            executable,
             f"-t{min(2, connections)}",
             f"-c{connections}",
             f"-d{seconds}s",

@@ -8,8 +8,10 @@ multi-input ONNX graph), runs ``preprocess`` -> model -> ``postprocess`` and ret
 scores and, for a classifier, the labels at the version's threshold.
 
 Serving calls it once per request, so the one-row path avoids pandas when the model does
-not need a DataFrame, and the per-version work (column order, dtypes, the scorer) is done
-once, when the model is loaded.
+not need a DataFrame (a histogram GBM fitted on a DataFrame of numbers gets the float
+matrix its own validation would build: same scores, half the one-row cost), and the
+per-version work (column order, dtypes, the scorer) is done once, when the model is
+loaded.
 """
 
 from __future__ import annotations
@@ -97,8 +99,13 @@ class LoadedModel:
         self._index = {name: i for i, name in enumerate(self.names)}
         format_ = kind.input_format(model, self.signature)
         self.input_format = "pandas" if preprocess is not None else format_
-        self._scorer = kind.scorer(model, self.signature)
-        self._raw = kind.raw(model, self.signature)
+        scoring = model
+        if self.input_format == "pandas" and kind.name == "sklearn":
+            matrix_model = _matrix_equivalent(model, self.signature)
+            if matrix_model is not None:
+                scoring, self.input_format = matrix_model, "numpy"
+        self._scorer = kind.scorer(scoring, self.signature)
+        self._raw = kind.raw(scoring, self.signature)
         task = self.signature.task
         classes = self.signature.classes
         self.threshold: float | None = None
@@ -386,6 +393,48 @@ def _dataframe(arrays: dict[str, Any], names: tuple[str, ...], columns: Any, cou
         except TypeError:  # a changed private signature: use the public way
             pass
     return pd.DataFrame(arrays, columns=columns, copy=False)
+
+
+# Estimators whose predict turns any 2-D input into one float64 matrix first and reads
+# nothing else of a DataFrame (no dtype, no column selection), when fitted without
+# categorical features: fed that matrix directly, they answer bit for bit the same.
+_MATRIX_ESTIMATORS = frozenset(
+    {
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor",
+    }
+)
+
+
+def _matrix_equivalent(model: Any, signature: Signature) -> Any:
+    """A scoring copy of ``model`` that takes the float matrix of the signature's
+    columns, or None when the DataFrame it was fitted on matters to it.
+
+    A histogram GBM fitted on a DataFrame of numbers validates a one-row DataFrame in
+    ~0.6 ms (pandas dtypes, feature names through narwhals) before a ~0.7 ms tree walk;
+    given the float64 matrix its validation would build, it skips that and answers the
+    same scores. The copy is shallow (the trees are shared) and forgets the column names,
+    so scikit-learn does not warn about a matrix; their order is checked here, once: the
+    signature's, which is how ``frame`` lays the matrix out.
+    """
+    cls = type(model)
+    if f"{cls.__module__}.{cls.__qualname__}" not in _MATRIX_ESTIMATORS:
+        return None
+    if getattr(model, "_preprocessor", None) is not None:  # categorical features
+        return None
+    if getattr(model, "is_categorical_", None) is not None:
+        return None
+    names = getattr(model, "feature_names_in_", None)
+    inputs = tuple(spec.name for spec in signature.inputs)
+    if names is None or tuple(str(name) for name in names) != inputs:
+        return None
+    if not all(spec.type in _INTEGER or spec.type in _FLOAT for spec in signature.inputs):
+        return None
+    import copy
+
+    scoring = copy.copy(model)
+    del scoring.feature_names_in_
+    return scoring
 
 
 def _row_count(rows: Any) -> int:

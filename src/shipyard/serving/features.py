@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shipyard.core.errors import ConfigError
@@ -65,6 +66,8 @@ class OnlineLookup:
         self._key_types = keys
         inputs = {spec.name for spec in signature.inputs}
         self._fillable = tuple(name for name in plan.outputs if name in inputs)
+        self._fillable_set = frozenset(self._fillable)
+        self._required = frozenset(spec.name for spec in signature.inputs if not spec.nullable)
 
     @classmethod
     def open(cls, config: Config, signature: Signature) -> OnlineLookup:
@@ -126,24 +129,46 @@ class OnlineLookup:
             }
         result = self._store.online_features(self.service, entities, request=request)
         missing: list[MissingFeature] = []
-        required = {spec.name for spec in self.signature.inputs if not spec.nullable}
+        required = self._required
+        fillable = self._fillable_set
+        view_of = self.view_of
+        # Read column by column (what the store returns): one ISO string per distinct
+        # event time (a view's features share theirs), no value object per cell.
+        stamps: dict[int | None, str | None] = {None: None}
+        columns = []
+        for name in result.features:
+            texts = []
+            for micros in result.event_micros[name]:
+                text = stamps.get(micros)
+                if text is None and micros is not None:
+                    text = stamps[micros] = _iso(micros)
+                texts.append(text)
+            columns.append(
+                (name, view_of.get(name), result.columns[name], texts, result.statuses[name])
+            )
         for position, index in enumerate(indexes):
-            values = result.rows[position]
             row = rows[index]
             logged: dict[str, Any] = {}
-            for name, value in values.items():
-                event = value.event_ts.isoformat() if value.event_ts is not None else None
+            for name, view, values, texts, statuses in columns:
+                value = values[position]
+                status = statuses[position]
                 logged[name] = {
-                    "value": value.value,
-                    "view": self.view_of.get(name),
-                    "event_ts": event,
-                    "status": value.status,
+                    "value": value,
+                    "view": view,
+                    "event_ts": texts[position],
+                    "status": status,
                 }
-                if name in self._fillable and name not in row:
-                    row[name] = value.value
-                    if value.value is None and name in required:
-                        missing.append(
-                            MissingFeature(index, name, value.status, entities[position])
-                        )
+                if name in fillable and name not in row:
+                    row[name] = value
+                    if value is None and name in required:
+                        missing.append(MissingFeature(index, name, status, entities[position]))
             features[index] = logged
         return missing
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _iso(micros: int) -> str:
+    """An event time (microseconds since the epoch, UTC) as the ISO string logged."""
+    return (_EPOCH + timedelta(microseconds=micros)).isoformat()
