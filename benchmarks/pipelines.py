@@ -308,7 +308,9 @@ def main() -> int:
         Result("cached_step_overhead_ms", overhead_ms, "ms", "<=", CACHED_STEP_TARGET_MS),
         Result("plan_1000_steps_s", plan_s, "s", "<=", PLAN_TARGET_S),
         Result("small_pipeline_speedup", ratios["zenml"], "x", ">=", SPEEDUP_TARGET),
-        Result("small_pipeline_speedup_vs_kedro", ratios["kedro"], "x", ">=", 1.0),
+        # The 2x holds against either peer; Kedro's figure is held to it too, so a
+        # miss against the lighter peer shows as a miss.
+        Result("small_pipeline_speedup_vs_kedro", ratios["kedro"], "x", ">=", SPEEDUP_TARGET),
     ]
     print_table(
         ["result", "value", "target", "met"],
