@@ -78,8 +78,10 @@ def test_a_served_canary_failing_on_a_planted_input_is_logged_and_judged(
     rows = _rows(project, "planted-")  # the service flushed its log when it stopped
     failed = {rid for rid, status in statuses.items() if status != 200}
     assert failed, "the canary got no planted input"
-    assert {statuses[rid] for rid in failed} == {422}
-    assert {answered[rid]["error"] for rid in failed} == {"model_error"}
+    # A bug in the model on a valid input is the server's fault: 500, naming the class.
+    assert {statuses[rid] for rid in failed} == {500}
+    assert {answered[rid]["error"] for rid in failed} == {"model_failed"}
+    assert {answered[rid]["exception"] for rid in failed} == {"RuntimeError"}
     assert "planted-bad" not in rows
     assert set(rows) == set(statuses), "every answered or failed request is logged"
     for rid in failed:

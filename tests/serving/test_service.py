@@ -104,6 +104,22 @@ def test_values_outside_training_are_accepted_and_flagged(
     assert 'shipyard_flagged_values_total{model="churn",field="total_day_minutes"}' in metrics
 
 
+def test_a_category_the_encoder_never_saw_is_a_422_naming_the_field(
+    service: tuple[Any, Client], churn_project: ChurnProject
+) -> None:
+    # The contract has no allowed list for voice_mail_plan (flagged, not refused), but the
+    # pipeline's OrdinalEncoder raises ValueError on an unseen category: the client's to fix.
+    _, client = service
+    records = [churn_project.record(0), dict(churn_project.record(1), voice_mail_plan="maybe")]
+    status, body = client.predict(records)
+    assert status == 422, body
+    assert body["error"] == "model_error"
+    assert "unknown categories" in body["message"]
+    assert [(d["record"], d["field"], d["rule"]) for d in body["detail"]] == [
+        (1, "voice_mail_plan", "model_rejected")
+    ]
+
+
 @pytest.mark.parametrize(
     ("raw", "headers", "status", "error"),
     [

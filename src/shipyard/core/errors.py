@@ -10,6 +10,7 @@
     ├── AlreadyExistsError             a create that would overwrite an immutable record
     ├── DataContractError              data that breaks its declared contract
     ├── GateFailed                     a model version failed a promotion gate
+    ├── ModelError                     a model's own code (or hook) failed on accepted input
     ├── IntegrityError                 stored bytes no longer match their content id
     └── BackendError                   a backend is unreachable, refuses, or misbehaves
         ├── BackendUnavailableError    cannot connect / permission denied / not writable
@@ -30,6 +31,7 @@ __all__ = [
     "DataContractError",
     "GateFailed",
     "IntegrityError",
+    "ModelError",
     "NotFoundError",
     "ReferenceError_",
     "SchemaVersionError",
@@ -96,6 +98,18 @@ class GateFailed(ShipyardError):  # noqa: N818 - the name reads like the event i
     """A model version failed one of its promotion gates."""
 
     code = "SY400"
+
+
+class ModelError(ShipyardError):
+    """A model's own code, or its preprocess/postprocess hook, failed on input its contract
+    accepted (``RuntimeError``, ``AttributeError``, ``MemoryError``...): the fault is the
+    model's or the server's, not the caller's. The original exception is ``__cause__``.
+
+    Input a model refuses (``ValueError``, ``TypeError``, ``KeyError`` raised on the rows)
+    is a ``DataContractError`` instead: the caller can fix it.
+    """
+
+    code = "SY900"
 
 
 class IntegrityError(ShipyardError):

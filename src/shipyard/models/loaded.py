@@ -5,7 +5,9 @@ or one dict; it keeps the signature's input columns in the signature's order (ex
 columns are ignored, a missing one is null), builds what the model was trained on (a
 DataFrame for a model fitted on one, a float matrix otherwise, one array per input for a
 multi-input ONNX graph), runs ``preprocess`` -> model -> ``postprocess`` and returns the
-scores and, for a classifier, the labels at the version's threshold.
+scores and, for a classifier, the labels at the version's threshold. What the model or
+a hook raises is sorted by ``shipyard.models.failures``: rows it refuses
+(``InputRejected``, a ``DataContractError``) or a fault of its own (``ModelError``).
 
 Serving calls it once per request, so the one-row path avoids pandas when the model does
 not need a DataFrame (a histogram GBM fitted on a DataFrame of numbers gets the float
@@ -21,8 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shipyard.core.errors import DataContractError, ShipyardError
+from shipyard.core.errors import DataContractError, ModelError, ShipyardError
 from shipyard.models.errors import ModelInputError
+from shipyard.models.failures import model_failure
 from shipyard.models.kinds import ModelKind
 from shipyard.models.records import ModelVersion, Signature
 
@@ -141,7 +144,11 @@ class LoadedModel:
         """Score ``rows`` (Table, DataFrame, list of dicts or one dict); see the module doc.
 
         Raises ``DataContractError`` naming the column when the input cannot be read as
-        the signature's columns, or when the model itself fails on it.
+        the signature's columns; ``InputRejected`` (a ``DataContractError`` naming the row
+        and column when it can) when the model or a hook raises ``ValueError``,
+        ``TypeError`` or ``KeyError`` on the rows; ``ModelError`` when it raises anything
+        else (``RuntimeError``, ``MemoryError``...: a fault of the model, not the rows)
+        or answers the wrong number of scores. See ``shipyard.models.failures``.
         """
         import numpy as np
 
@@ -151,27 +158,40 @@ class LoadedModel:
         frame = self.frame(rows)
         model_input = frame
         if self.preprocess is not None:
-            model_input = self._hook("preprocess", self.preprocess, frame)
+            model_input = self._hook("preprocess", self.preprocess, (frame,), frame, count)
         try:
             scores = self._scorer(model_input)
         except ShipyardError:
             raise
         except Exception as exc:
-            raise DataContractError(
-                f"Model {self.version.reference} could not score {count} row(s): "
-                f"{type(exc).__name__}: {str(exc)[:500]}",
-                hint=f"Check the rows against the signature (`shipyard models show "
-                f"{self.version.reference}`): missing or mistyped values the model "
-                "cannot take.",
-            ) from exc
+            raise model_failure(self.version, "the model", exc, frame, self.names, count) from exc
         if self.postprocess is not None:
-            scores = np.asarray(self._hook("postprocess", self.postprocess, scores, frame))
-        if len(scores) != count:
-            raise DataContractError(
-                f"Model {self.version.reference} returned {len(scores)} scores for {count} rows.",
-                hint="The model (or its postprocess hook) must answer one score per row.",
+            scores = np.asarray(
+                self._hook("postprocess", self.postprocess, (scores, frame), frame, count)
             )
-        return Prediction(scores, self._labels(scores), self.threshold, self.version.id)
+        try:
+            answered: int | None = len(scores)
+        except TypeError:  # a scalar, or no sequence at all
+            answered = None
+        if answered != count:
+            raise ModelError(
+                f"Model {self.version.reference} answered "
+                f"{'a single value' if answered is None else f'{answered} scores'} for "
+                f"{count} row(s).",
+                hint="The model (or its postprocess hook) must answer one score per row: "
+                "fix it and register a new version.",
+            )
+        try:
+            labels = self._labels(scores)
+        except Exception as exc:
+            raise ModelError(
+                f"Model {self.version.reference} answered scores of shape {np.shape(scores)} "
+                f"that labels cannot be taken from for its {self.signature.task} task: "
+                f"{type(exc).__name__}: {str(exc)[:300]}",
+                hint="Check the signature's task and classes against what the model "
+                "answers, and register a fixed version.",
+            ) from exc
+        return Prediction(scores, labels, self.threshold, self.version.id)
 
     def predict_raw(self, frame: Any) -> Any:
         """The bare library call (``predict_proba`` or ``predict``) on a prepared input
@@ -218,17 +238,16 @@ class LoadedModel:
             return self._classes[(np.asarray(scores) >= self.threshold).astype(np.intp)]
         return self._classes[np.asarray(scores).argmax(axis=1)]
 
-    def _hook(self, name: str, hook: Callable[..., Any], *args: Any) -> Any:
+    def _hook(
+        self, name: str, hook: Callable[..., Any], args: tuple[Any, ...], frame: Any, count: int
+    ) -> Any:
         try:
             return hook(*args)
         except ShipyardError:
             raise
         except Exception as exc:
-            raise DataContractError(
-                f"The {name} hook of model {self.version.reference} failed: "
-                f"{type(exc).__name__}: {str(exc)[:500]}",
-                hint=f"Fix the {name} function and register a new version.",
-            ) from exc
+            stage = f"the {name} hook"
+            raise model_failure(self.version, stage, exc, frame, self.names, count) from exc
 
     def _from_rows(self, rows: Sequence[Mapping[str, Any]]) -> Any:
         import numpy as np

@@ -16,6 +16,13 @@ what training saw are accepted and flagged), the arm (canary share, sticky), onl
 features for records that carry entity keys, the model call through the micro-batcher,
 the answer, then the prediction log record queued (written by another thread) and a
 shadow call scheduled after the answer is sent. No client mistake produces a 5xx.
+
+A model call that raises on records the contract accepted is logged as failed (the arm's
+error rate counts it) and answered by who can fix it: 422 ``model_error`` when the model
+refuses the values (``ValueError``, ``TypeError``, ``KeyError``; the field and record
+named when its message points at them), 500 ``model_failed`` for any other exception (a
+fault of the model: the body names the version, the exception class and the request id;
+the traceback goes to the service's log only).
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from shipyard.core.errors import ShipyardError
+from shipyard.core.errors import DataContractError, ModelError, ShipyardError
+from shipyard.models.failures import InputRejected
 from shipyard.monitoring.prediction_log import (
     PredictionLogWriter,
     PredictionRecord,
@@ -355,17 +363,7 @@ class ModelService:
                     inputs=[records[i] for i in indexes],
                     started=started,
                 )
-                if not isinstance(exc, ShipyardError | ValueError | TypeError | KeyError):
-                    raise
-                self.metrics.errors.inc((served.name, "model"))
-                raise HttpError(
-                    422,
-                    "model_error",
-                    f"Model {arm.version.reference} could not score the input: "
-                    f"{getattr(exc, 'message', str(exc))[:400]}",
-                    hint="The values pass the contract but the model cannot take them "
-                    "(extreme magnitudes, say). Check them against what training saw.",
-                ) from None
+                raise _model_failure(exc, served.name, arm, indexes, single, request_id) from None
             outputs = arm.outputs(prediction, start, start + len(indexes))
             for index, output in zip(indexes, outputs, strict=True):
                 answers[index] = output
@@ -483,6 +481,81 @@ class ModelService:
 
 
 _GET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/models"})
+
+
+def _model_failure(
+    error: Exception, name: str, arm: Arm, indexes: list[int], single: bool, request_id: str
+) -> HttpError:
+    """The answer to a model call that raised ``error`` on records that passed the
+    contract: 422 ``model_error`` when the model refused them (``DataContractError``,
+    ``ValueError``, ``TypeError``, ``KeyError``: the client can change them), else 500
+    ``model_failed`` (a fault of the model or the machine; its traceback is logged here,
+    never sent). ``indexes`` are the request's records that were in the failing call."""
+    version = arm.version
+    if isinstance(error, DataContractError | ValueError | TypeError | KeyError):
+        detail = None
+        if isinstance(error, InputRejected):
+            cause = error.__cause__ or error
+            raised = f"{type(cause).__name__}: {str(cause)[:300]}"
+            where = "the input"
+            if error.column is not None:
+                row = error.row
+                record = indexes[row] if row is not None and row < len(indexes) else None
+                where = f"the value of {error.column!r}"
+                entry: dict[str, Any] = {
+                    "field": error.column,
+                    "rule": "model_rejected",
+                    "message": f"model {version.reference} cannot take this value",
+                }
+                if record is not None and not single:
+                    where += f" in record {record}"
+                    entry = {"record": record, **entry}
+                detail = [entry]
+            message = f"Model {version.reference} cannot take {where}: it raised {raised}"
+        elif isinstance(error, ShipyardError):
+            message = error.message[:400]
+        else:
+            message = (
+                f"Model {version.reference} could not score the input: "
+                f"{type(error).__name__}: {str(error)[:300]}"
+            )
+        return HttpError(
+            422,
+            "model_error",
+            message,
+            hint="The values pass the contract but the model cannot take them (a missing "
+            "value, a category or magnitude training never saw). Send values like those "
+            "training saw.",
+            detail=detail,
+        )
+    cause = error.__cause__ if isinstance(error, ModelError) and error.__cause__ else error
+    exception = type(cause).__name__
+    _log.error(
+        "model %s (%s) failed on request %s: %s",
+        name,
+        version.reference,
+        request_id,
+        exception,
+        exc_info=error,
+    )
+    failure = HttpError(
+        500,
+        "model_failed",
+        f"Model {version.reference} failed on this request ({exception}). The request "
+        "passed the contract: the fault is the model's, not the request's.",
+        hint="Retrying will likely fail the same way. Report the request id to the service's "
+        "operators: the traceback is in its log, under that id.",
+    )
+    failure.body.update(
+        {
+            "model": name,
+            "version": version.number,
+            "version_id": version.id,
+            "exception": exception,
+            "request_id": request_id,
+        }
+    )
+    return failure
 
 
 def _key_text(key: Mapping[str, Any] | None) -> str | None:

@@ -10,7 +10,8 @@ vectorised with pyarrow.compute), scored, and appended to the output with ``scor
 ``label`` columns (``score_<class>`` per class for a multiclass model). Memory holds one
 batch, whatever the file's size. The output is written to a temporary file beside the
 target and renamed into place at the end: a failure (a row breaking the contract, named
-by its row number and column) leaves no partial output.
+by its row number and column; the model refusing rows or failing, named by the rows of
+the batch it was scoring) leaves no partial output.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from shipyard.core.errors import DataContractError, NotFoundError
+from shipyard.core.errors import DataContractError, ModelError, NotFoundError, ShipyardError
+from shipyard.models.failures import InputRejected
 from shipyard.models.records import FieldSpec, Signature
 
 __all__ = ["BatchReport", "predict_file"]
@@ -289,7 +291,10 @@ def predict_file(
             if batch.num_rows == 0:
                 continue
             inputs = _checked_batch(batch, signature, rows, source)
-            prediction = model.predict(inputs)
+            try:
+                prediction = model.predict(inputs)
+            except (ModelError, InputRejected) as exc:
+                raise _in_rows(exc, source, rows, batch.num_rows) from exc
             table = pa.Table.from_batches([batch])
             for column_name in inputs.column_names:  # the typed inputs, in place
                 position = table.schema.get_field_index(column_name)
@@ -311,6 +316,29 @@ def predict_file(
             writer.close()
         temporary.unlink(missing_ok=True)
     return BatchReport(str(source), str(target), rows, batches)
+
+
+def _in_rows(
+    error: ModelError | InputRejected, path: Path, first_row: int, count: int
+) -> ShipyardError:
+    """``error`` of the model on one batch, saying where in ``path`` it was: the row and
+    column when the model's message points at them, else the batch's rows."""
+    row = error.row if isinstance(error, InputRejected) else None
+    if row is not None:
+        where = f"{path} row {first_row + row + 1}"
+    else:
+        where = f"{path} rows {first_row + 1}-{first_row + count}"
+    if isinstance(error, ModelError):
+        return ModelError(f"{where}: {error.message}", hint=error.hint)
+    cause = error.__cause__ or error
+    column = f", column {error.column!r}" if error.column is not None else ""
+    return InputRejected(
+        f"{where}{column}: the model cannot take the value(s): {type(cause).__name__}: "
+        f"{str(cause)[:300]}",
+        hint=error.hint,
+        row=None if row is None else first_row + row,
+        column=error.column,
+    )
 
 
 def _write(writer: Any, table: Any, path: Path, fmt: str) -> Any:
