@@ -12,7 +12,7 @@ Exported series::
     shipyard_request_duration_seconds{model}                   histogram (end to end, in the app)
     shipyard_predict_duration_seconds{model,arm}               histogram (the model call)
     shipyard_batch_rows{model,arm}                             histogram (rows per model call)
-    shipyard_errors_total{model,kind}                          counter (validation, model, ...)
+    shipyard_errors_total{model,kind}                          counter (validation, model_*)
     shipyard_flagged_values_total{model,field}                 counter (outside training range)
     shipyard_model_info{model,alias,arm,version,version_id}    gauge = 1 per served arm
     shipyard_model_swaps_total{model}                          counter

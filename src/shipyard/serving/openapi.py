@@ -123,6 +123,11 @@ def openapi_document(
                     ("413", "Body or batch too large."),
                     ("415", "Not a JSON body."),
                     ("422", "A field breaks the model's contract (field and rule named)."),
+                    (
+                        "500",
+                        "The model itself failed on records the contract accepted "
+                        "(model_failed: version, exception class and request id named).",
+                    ),
                     ("503", "Not ready yet (loading or warming up)."),
                 )
             },
