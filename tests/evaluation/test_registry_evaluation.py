@@ -33,7 +33,7 @@ def test_churn_gates_recorded_then_champion_comparison(
     assert results["latency_p99"].detail["calls"] == 20
     probes = {p["probe"]: p for p in results["robustness"].detail["probes"]}
     assert set(probes) == set(sy_eval.robustness().probes)
-    # The declared 0..100,000 rules reject the infinities the pipeline cannot take.
+    # The infinities the pipeline cannot take never reach it: serving refuses them.
     assert probes["extreme_values"]["status"] == "passed" and probes["extreme_values"]["rejected"]
     threshold = results["recall_at_precision_0.5"].detail["threshold"]
     assert report.threshold == threshold

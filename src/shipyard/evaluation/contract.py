@@ -1,112 +1,74 @@
-"""Which rows a signature's declared rules reject, and why: the serving contract, per row.
+"""Which rows serving would reject, and why: the compiled serving contract, asked per row.
 
-Only declared rules reject (a field's type and nullability, the data contract's ``min``,
-``max``, ``allowed``, ``regex``, ``min_length``, ``max_length``); what training observed
-(``FieldSpec.observed``) never does. Rows are dicts of JSON-like values, as a request
-carries them.
+The robustness gate calls a row "rejected by the contract" exactly when the HTTP service
+would answer it with a 422: both ask :class:`shipyard.models.contract.Contract`, and the
+reason is the service's own messages (each names the field and the broken rule). Only
+declared rules reject (a field's type and nullability, a missing input, the data
+contract's ``min``, ``max``, ``allowed``, ``regex``, ``min_length``, ``max_length``);
+what training observed (``FieldSpec.observed``) never does. Rows are dicts of values as
+a request carries them, or as Arrow's ``to_pylist`` gives them.
 
 >>> rejected_rows(signature, [{"tenure": 3}, {"tenure": None}])
-{1: "'tenure' is null; the field is not nullable"}
+{1: 'tenure is null; it must have a value'}
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+import threading
+from collections.abc import Sequence
 from typing import Any
 
+from shipyard.models.contract import Contract, FieldError, value_kind
 from shipyard.models.records import FieldSpec, Signature
 
-__all__ = ["field_kind", "rejected_rows", "row_problem"]
+__all__ = ["field_kind", "rejected_rows", "row_errors", "row_problem"]
+
+_KINDS = {"timestamp": "time", "date": "time", "any": "other"}
 
 
 def field_kind(spec: FieldSpec) -> str:
-    """``int``, ``float``, ``bool``, ``string``, ``time`` or ``other`` for an Arrow type."""
-    text = spec.type.lower()
-    if text.startswith(("int", "uint")):
-        return "int"
-    if text.startswith(("float", "double", "halffloat", "decimal")):
-        return "float"
-    if text in ("bool", "boolean"):
-        return "bool"
-    if text in ("string", "large_string", "utf8", "large_utf8", "dictionary<values=string"):
-        return "string"
-    if text.startswith(("timestamp", "date", "time")):
-        return "time"
-    return "other"
+    """``int``, ``float``, ``bool``, ``string``, ``time`` or ``other``: the contract's
+    reading of the field's Arrow type, as the probes choose hostile values by it."""
+    kind = value_kind(spec.type)
+    return _KINDS.get(kind, kind)
 
 
-def _is_null(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+class _LastContract(threading.local):
+    """The contract of the last signature asked about, per thread: the gate asks about
+    one signature row after row, and compiling it once per row would be waste."""
+
+    signature: Signature | None = None
+    contract: Contract | None = None
 
 
-def _type_problem(kind: str, value: Any) -> str | None:
-    if kind == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        ok = ok or (isinstance(value, float) and value.is_integer())
-        return None if ok else "an integer"
-    if kind == "float":
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return None if ok else "a number"
-    if kind == "bool":
-        return None if isinstance(value, bool) else "true or false"
-    if kind == "string":
-        return None if isinstance(value, str) else "a string"
-    if kind == "time":
-        return None if isinstance(value, str | date | datetime) else "a date or time"
-    return None
+_last = _LastContract()
 
 
-def _rule_problem(name: str, rules: Mapping[str, Any], value: Any) -> str | None:
-    allowed = rules.get("allowed")
-    if allowed is not None and value not in list(allowed):
-        shown = ", ".join(repr(item) for item in list(allowed)[:10])
-        return f"{name!r} is {value!r}; allowed: {shown}"
-    try:
-        if rules.get("min") is not None and value < rules["min"]:
-            return f"{name!r} is {value!r}, below its minimum {rules['min']!r}"
-        if rules.get("max") is not None and value > rules["max"]:
-            return f"{name!r} is {value!r}, above its maximum {rules['max']!r}"
-    except TypeError:
-        return f"{name!r} is {value!r}, not comparable with its declared range"
-    if isinstance(value, str):
-        if rules.get("min_length") is not None and len(value) < int(rules["min_length"]):
-            return f"{name!r} is shorter than {rules['min_length']} characters"
-        if rules.get("max_length") is not None and len(value) > int(rules["max_length"]):
-            return f"{name!r} is longer than {rules['max_length']} characters"
-        pattern = rules.get("regex") or rules.get("pattern")
-        if pattern and re.fullmatch(str(pattern), value) is None:
-            return f"{name!r} does not match the pattern {pattern!r}"
-    return None
+def _contract(signature: Signature) -> Contract:
+    contract = _last.contract
+    if contract is None or _last.signature is not signature:
+        contract = Contract(signature)
+        _last.contract, _last.signature = contract, signature
+    return contract
+
+
+def row_errors(signature: Signature, row: Any) -> list[FieldError]:
+    """Every rule of ``signature`` that ``row`` breaks, as serving reports them."""
+    return _contract(signature).check(row, None)[1]
 
 
 def row_problem(signature: Signature, row: Any) -> str | None:
-    """Why the declared rules reject ``row``, or None when they accept it."""
-    if not isinstance(row, Mapping):
-        return f"the row is a {type(row).__name__}, not an object of column values"
-    for spec in signature.inputs:
-        value = row.get(spec.name)
-        if _is_null(value):
-            if not spec.nullable:
-                return f"{spec.name!r} is null; the field is not nullable"
-            continue
-        kind = field_kind(spec)
-        expected = _type_problem(kind, value)
-        if expected is not None:
-            return f"{spec.name!r} is {value!r}; expected {expected} ({spec.type})"
-        problem = _rule_problem(spec.name, spec.rules, value)
-        if problem is not None:
-            return problem
-    return None
+    """Why serving rejects ``row`` (its error messages, joined), or None when it accepts."""
+    errors = row_errors(signature, row)
+    return "; ".join(error.message for error in errors) if errors else None
 
 
 def rejected_rows(signature: Signature, rows: Sequence[Any]) -> dict[int, str]:
-    """Index -> reason for every row of ``rows`` the declared rules reject."""
+    """Index -> reason for every row of ``rows`` that serving rejects."""
+    contract = _contract(signature)
     problems: dict[int, str] = {}
     for index, row in enumerate(rows):
-        problem = row_problem(signature, row)
-        if problem is not None:
-            problems[index] = problem
+        errors = contract.check(row, index)[1]
+        if errors:
+            problems[index] = "; ".join(error.message for error in errors)
     return problems
