@@ -231,11 +231,16 @@ class ShipyardSide:
         experiment = self.client.create_experiment("search").id
         self.search_experiment = experiment
         metadata = self.client.stores.metadata
+        # The narrow tables carry their run's start time, as the runs table stores it.
+        dialect = metadata.engine.dialect
+        stored_time = runs.c.start_time.type.dialect_impl(dialect).bind_processor(dialect)
         for chunk in _chunks(seed_runs(count), SEED_CHUNK):
             run_rows = []
             params, tags, history, latest = [], [], [], []
             for run in chunk:
                 seconds = run.start_ms / 1000
+                start = datetime.fromtimestamp(seconds, UTC)
+                stored_start = stored_time(start)
                 end = datetime.fromtimestamp(seconds + 0.5, UTC)
                 run_rows.append(
                     {
@@ -245,29 +250,32 @@ class ShipyardSide:
                         "status": "finished",
                         "lifecycle": "active",
                         "user": "bench",
-                        "start_time": datetime.fromtimestamp(seconds, UTC),
+                        "start_time": start,
                         "end_time": end,
                         "heartbeat_at": end,
                     }
                 )
-                params.extend((run.id, key, value) for key, value in run.params.items())
-                tags.extend((run.id, key, value) for key, value in run.tags.items())
+                params.extend(
+                    (run.id, key, value, stored_start) for key, value in run.params.items()
+                )
+                tags.extend((run.id, key, value, stored_start) for key, value in run.tags.items())
                 for key, value in run.metrics.items():
                     history.append((run.id, key, 0, seconds, value))
-                    latest.append((run.id, key, value, 0, seconds))
+                    latest.append((run.id, key, value, 0, seconds, stored_start))
             with metadata.transaction() as conn:
                 conn.exec_driver_sql(_SEED_CACHE)
                 # Through SQLAlchemy: it stores the UTC timestamps as Shipyard reads them.
                 conn.execute(insert(runs), run_rows)
-                _insert_tuples(conn, run_params, ("run_id", "key", "value"), params)
-                _insert_tuples(conn, run_tags, ("run_id", "key", "value"), tags)
+                narrow = ("run_id", "key", "value", "start_time")
+                _insert_tuples(conn, run_params, narrow, params)
+                _insert_tuples(conn, run_tags, narrow, tags)
                 _insert_tuples(
                     conn, run_metrics, ("run_id", "key", "step", "timestamp", "value"), history
                 )
                 _insert_tuples(
                     conn,
                     run_latest_metrics,
-                    ("run_id", "key", "value", "step", "timestamp"),
+                    ("run_id", "key", "value", "step", "timestamp", "start_time"),
                     latest,
                 )
         return {"seconds": time.perf_counter() - started}

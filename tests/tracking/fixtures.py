@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Text, bindparam, insert
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 
 from shipyard.core.ids import new_id
@@ -160,8 +161,15 @@ def insert_runs(conn: Connection, experiment_id: str, specs: Iterable[RunSpec]) 
                 "deleted_at": start if spec.lifecycle == "deleted" else None,
             }
         )
-        params.extend({"run_id": run_id, "key": k, "value": v} for k, v in spec.params.items())
-        tags.extend({"run_id": run_id, "key": k, "value": v} for k, v in spec.tags.items())
+        # The narrow tables carry their run's start time, as the writer writes them (t0005).
+        params.extend(
+            {"run_id": run_id, "key": k, "value": v, "start_time": start}
+            for k, v in spec.params.items()
+        )
+        tags.extend(
+            {"run_id": run_id, "key": k, "value": v, "start_time": start}
+            for k, v in spec.tags.items()
+        )
         stamp = start.timestamp()
         for key, values in spec.metrics.items():
             points = [(0, float(values))] if isinstance(values, int | float) else list(values)
@@ -183,6 +191,7 @@ def insert_runs(conn: Connection, experiment_id: str, specs: Iterable[RunSpec]) 
                     "step": step,
                     "timestamp": stamp + step,
                     "value": nan if math.isnan(value) else value,
+                    "start_time": start,
                 }
             )
         inputs.extend(
@@ -192,6 +201,9 @@ def insert_runs(conn: Connection, experiment_id: str, specs: Iterable[RunSpec]) 
             {"run_id": run_id, "path": p, "blob_id": b, "size": s, "kind": k}
             for p, b, s, k in spec.artifacts
         )
+    if not _narrow_tables_hold_start_times(conn):  # a store before t0004 (migration tests)
+        for row in (*params, *tags, *latest):
+            del row["start_time"]
     for table, rows in (
         (runs, run_rows),
         (run_params, params),
@@ -210,6 +222,11 @@ def insert_runs(conn: Connection, experiment_id: str, specs: Iterable[RunSpec]) 
             rows = [{**row, "metric_value": row.pop("value")} for row in rows]
         conn.execute(statement, rows)
     return [row["id"] for row in run_rows]
+
+
+def _narrow_tables_hold_start_times(conn: Connection) -> bool:
+    columns = sa_inspect(conn).get_columns(run_params.name)
+    return any(column["name"] == "start_time" for column in columns)
 
 
 def insert_synthetic_runs(

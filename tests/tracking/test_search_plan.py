@@ -1,7 +1,8 @@
 """How a search finds its runs: the four SQLite plans (scan, walk a set, drive, read in
 order) return exactly what a brute-force filter returns, page after page, on both
 backends; SQLite reads the covering keys of migrations t0003 and t0004; those migrations
-keep every row both ways, and t0004's triggers keep the narrow tables' start times.
+keep every row both ways, t0004's triggers keep the narrow tables' start times, and t0005
+hands that copy to the writers (required, no insert trigger) and keeps every row.
 """
 
 from __future__ import annotations
@@ -261,7 +262,7 @@ def backend_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_uri"))
 
 
-# --- Migrations t0003 and t0004 -------------------------------------------------------------
+# --- Migrations t0003, t0004 and t0005 -------------------------------------------------------
 
 
 def _migrate(store: MetadataStore, direction: str, revision: str) -> None:
@@ -349,6 +350,18 @@ def _start_times(store: MetadataStore) -> dict[str, list[tuple[str, bool]]]:
         }
 
 
+def _insert_without_start_times(conn: sa.Connection, run_id: str) -> None:
+    """A param ``a``, a tag ``b`` and a metric ``c`` of the run, as t0004's writers wrote
+    them: without the run's start time."""
+    for statement in (
+        "INSERT INTO run_params (run_id, \"key\", value) VALUES (:id, 'a', '1')",
+        "INSERT INTO run_tags (run_id, \"key\", value) VALUES (:id, 'b', '2')",
+        'INSERT INTO run_latest_metrics (run_id, "key", value, step, "timestamp") '
+        "VALUES (:id, 'c', 0.5, 0, 0)",
+    ):
+        conn.execute(sa.text(statement), {"id": run_id})
+
+
 def test_migration_t0004_copies_start_times_and_keeps_them(backend_uri: str) -> None:
     with open_metadata_store(backend_uri, migrate=False) as store:
         _migrate(store, "upgrade", "t0003")
@@ -370,11 +383,8 @@ def test_migration_t0004_copies_start_times_and_keeps_them(backend_uri: str) -> 
         assert without_rowid == old_shape[1]
 
         with store.transaction() as conn:  # new rows, written without a start time: filled
-            (run_id,) = insert_runs(
-                conn,
-                experiment,
-                [RunSpec("new", params={"a": "1"}, tags={"b": "2"}, metrics={"c": 0.5})],
-            )
+            (run_id,) = insert_runs(conn, experiment, [RunSpec("new")])
+            _insert_without_start_times(conn, run_id)
         with store.connect() as conn:
             new_rows = conn.execute(
                 sa.text(
@@ -404,3 +414,45 @@ def test_migration_t0004_copies_start_times_and_keeps_them(backend_uri: str) -> 
         _migrate(store, "downgrade", "t0003")
         assert _rows(store) == before
         assert _shape(store) == old_shape
+
+
+def test_migration_t0005_requires_start_times_and_keeps_every_row(backend_uri: str) -> None:
+    with open_metadata_store(backend_uri, migrate=False) as store:
+        _migrate(store, "upgrade", "t0004")
+        with store.transaction() as conn:
+            experiment = insert_experiment(conn, "m")
+            insert_synthetic_runs(conn, experiment, 20, params=3, metrics=2, tags=2)
+            (old_run,) = insert_runs(conn, experiment, [RunSpec("old")])
+            _insert_without_start_times(conn, old_run)  # filled by t0004's trigger
+        before = _rows(store)
+        old_shape = _shape(store)
+
+        _migrate(store, "upgrade", "t0005")
+        assert _rows(store) == before  # every row, with its copy of the start time
+        assert _shape(store) == old_shape  # the same indexes, still WITHOUT ROWID
+        with pytest.raises(sa.exc.IntegrityError), store.transaction() as conn:
+            _insert_without_start_times(conn, old_run)  # a writer must give it now
+        with store.transaction() as conn:  # a run's start time changes: its copies follow
+            conn.execute(
+                sa.text("UPDATE runs SET start_time = :t WHERE id = :id"),
+                {"t": BASE_TIME - timedelta(days=1), "id": old_run},
+            )
+        assert all(same for rows in _start_times(store).values() for _, same in rows)
+        with store.connect() as conn:
+            page = queries.search_runs(conn, filter_string="params.a = '1'")
+        assert [run.name for run in page.runs] == ["old"]
+        assert page.runs[0].start_time == BASE_TIME - timedelta(days=1)
+
+        with store.transaction() as conn:
+            conn.execute(sa.delete(runs_table).where(runs_table.c.id == old_run))
+        _migrate(store, "downgrade", "t0004")
+        assert _rows(store) == {
+            table: [row for row in rows if row[0] != old_run] for table, rows in before.items()
+        }
+        assert _shape(store) == old_shape
+        with store.transaction() as conn:  # t0004's insert triggers are back
+            (new_run,) = insert_runs(conn, experiment, [RunSpec("new")])
+            _insert_without_start_times(conn, new_run)
+        copies = [same for rows in _start_times(store).values() for run, same in rows]
+        assert all(copies)
+        assert sum(run == new_run for rows in _start_times(store).values() for run, _ in rows) == 3

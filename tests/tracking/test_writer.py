@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,6 +148,84 @@ def test_runs_created_logged_to_and_ended_cost_one_transaction_per_flush(
                 "docs/notes.txt"
             ]
             assert [r["dataset"] for r in rows(store, run_inputs, run_id=run_id)] == ["churn"]
+            assert row["heartbeat_at"] == row["end_time"]  # inserted ended, as set_terminated
+        assert copies_of_start_times(store, [run for pair in made for run in pair]) == {
+            (table, True): count
+            for table, count in (("run_params", 10), ("run_tags", 5), ("run_latest_metrics", 10))
+        }
+
+
+def copies_of_start_times(store: MetadataStore, run_ids: list[str]) -> dict[tuple[str, bool], int]:
+    """How many rows of each narrow table of these runs hold (or not) their run's start
+    time, compared as stored (SQLite compares text: the copy must be byte for byte)."""
+    counts: dict[tuple[str, bool], int] = {}
+    with store.connect() as conn:
+        for table in ("run_params", "run_tags", "run_latest_metrics"):
+            found = conn.execute(
+                sa.text(
+                    f"SELECT t.start_time = r.start_time FROM {table} t "  # noqa: S608 - our table names
+                    "JOIN runs r ON r.id = t.run_id WHERE t.run_id IN :ids"
+                ).bindparams(sa.bindparam("ids", expanding=True)),
+                {"ids": run_ids},
+            ).scalars()
+            for same in found:
+                counts[(table, bool(same))] = counts.get((table, bool(same)), 0) + 1
+    return counts
+
+
+def test_values_carry_their_runs_start_time_whichever_flush_created_the_run(
+    shared_stores: Stores,
+) -> None:
+    with TrackingClient(stores=shared_stores, flush_interval=NEVER) as client:
+        experiment = unique()
+        earlier = client.create_run(experiment, tags={"a": 1}, capture_code=False)
+        client.flush()  # its values come in a later transaction: the writer looks it up
+        later = client.create_run(experiment, capture_code=False)
+        for run in (earlier, later):
+            client.log_params(run.id, {"p": 1})
+            client.set_tags(run.id, {"t": 2})
+            client.log_metric(run.id, "m", 0.5, step=1)
+            client.log_metric(run.id, "m", 0.7, step=2)
+        client.flush()
+        client.log_metric(earlier.id, "m", 0.9, step=3)  # an update keeps the copy
+        client.set_terminated(earlier.id)
+        client.flush()
+        assert copies_of_start_times(shared_stores.metadata, [earlier.id, later.id]) == {
+            ("run_params", True): 2,
+            ("run_tags", True): 3,
+            ("run_latest_metrics", True): 2,
+        }
+        page = client.search_runs([experiment], "params.p = '1' and metrics.m > 0.6")
+        assert [run.id for run in page.runs] == [later.id, earlier.id]  # newest first
+        assert page.runs[1].metrics == {"m": 0.9} and page.runs[1].status == "finished"
+
+
+def test_sqlite_checkpoints_after_the_flush_not_inside_its_commit(tmp_path: Path) -> None:
+    """The write-ahead log is copied into the database by the idle writer once a flush
+    has returned, so it is empty of uncopied pages before the next commit: SQLite's own
+    checkpoint, inside a commit a caller waits for, then has nothing to do."""
+    stores = write_support.open_test_stores(f"sqlite:///{tmp_path / 'm.db'}", tmp_path / "a")
+    statements: list[tuple[str, str]] = []
+
+    def record(*args: object) -> None:
+        statements.append((threading.current_thread().name, str(args[2])))
+
+    sa.event.listen(stores.metadata.engine, "before_cursor_execute", record)
+    try:
+        with TrackingClient(stores=stores, flush_interval=NEVER) as client:
+            run = client.create_run(unique(), capture_code=False)
+            client.log_params(run.id, {f"p{index}": index for index in range(500)})
+            client.flush()
+            wait_for(lambda: any("wal_checkpoint" in sql for _, sql in statements))
+            [(thread, _)] = [(t, sql) for t, sql in statements if "wal_checkpoint" in sql]
+            assert thread.startswith("shipyard-tracking-writer")
+            client.flush()  # the writer is done with it (a flush of nothing: no checkpoint)
+            with stores.metadata.connect() as conn:  # nothing left to copy
+                [(busy, log, copied)] = conn.exec_driver_sql("PRAGMA wal_checkpoint").all()
+            assert busy == 0 and log > 0 and copied == log
+    finally:
+        sa.event.remove(stores.metadata.engine, "before_cursor_execute", record)
+        stores.close()
 
 
 def test_an_ended_run_refuses_writes_at_once_though_its_end_is_queued(

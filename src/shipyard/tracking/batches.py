@@ -3,20 +3,24 @@
 A flush drains the queue into a ``Batch``: run creations (``QueuedRun``), metric values,
 params, tags, artifact and input records, and run ends, each in the order they were
 queued. The writer writes it in one transaction, in dependency order: the new runs first
-(``runs.insert_queued_runs``), then ``write_batch`` (below), then the records that
-depend on a run and the ends (``runs.write_run_records``), so a run created, logged to
-and ended within one flush interval costs one transaction, shared with every other run.
+(``runs.insert_queued_runs``; one the batch also ends is inserted ended), then
+``write_batch`` (below), then the records that depend on a run and the other ends
+(``runs.write_run_records``), so a run created, logged to and ended within one flush
+interval costs one transaction, shared with every other run, and no update of its row.
 
 ``write_batch``, inside the caller's transaction:
 
 1. refreshes the heartbeat of the runs the client writes to (and revives those of them
    that ``mark_stale_runs`` failed while the process was merely stalled);
 2. drops the values of runs that cannot take them (ended, deleted, purged), reporting it;
+   runs this transaction created are known to take them and are not looked up;
 3. inserts params (insert-or-ignore, then reads them back to find a different value
    stored by another writer), upserts tags (last value wins), appends the metric history
    in bulk (``COPY`` on PostgreSQL, one ``executemany`` on SQLite) and upserts
    ``run_latest_metrics`` (highest step wins, then the latest timestamp) with
-   ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``.
+   ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``. Params, tags and latest metrics are
+   written with their run's start time (t0005: the writer's to give, no trigger fills
+   it), taken from the runs created here or read with the others' state in step 2.
 
 Rows are sorted by key so that concurrent writers lock them in the same order (no
 deadlocks on PostgreSQL). What it found (errors, conflicts) comes back as an ``Outcome``
@@ -26,12 +30,24 @@ that the writer acts on only once the transaction committed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, Text, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.engine import Connection
@@ -58,6 +74,7 @@ __all__ = [
     "PARAM",
     "QueuedRun",
     "RUN",
+    "RUN_COLUMNS",
     "STALE_ERROR_PREFIX",
     "Statements",
     "TAG",
@@ -243,16 +260,28 @@ class Statements:
     """The dialect's statements, built once per writer."""
 
     def __init__(self, dialect: str) -> None:
+        sqlite = dialect == "sqlite"
         # SQLite stores NaN as NULL (refused: NOT NULL), so NaN goes in as the text 'NaN',
         # which SQLite sorts above every number, as PostgreSQL sorts its NaN.
-        self.nan: float | str = "NaN" if dialect == "sqlite" else math.nan
-        value = bindparam("value", type_=Text) if dialect == "sqlite" else bindparam("value")
+        self.nan: float | str = "NaN" if sqlite else math.nan
+        value = bindparam("value", type_=Text) if sqlite else bindparam("value")
+        # Params, tags and latest metrics carry their run's start time (t0004), written
+        # here as the run's row holds it: on SQLite its stored text, copied byte for byte
+        # (``stored_time``, ``start_time``); on PostgreSQL the timestamp.
+        start = bindparam("start_time", type_=Text) if sqlite else bindparam("start_time")
+        self.start_time: ColumnElement[Any] = (
+            type_coerce(runs.c.start_time, Text) if sqlite else runs.c.start_time
+        )
+        """A run's start time, selected as the narrow tables' rows take it."""
+        self.stored_time: Callable[[datetime | None], Any] = _stored_time(dialect)
+        """A run's timestamp as the driver stores it: what ``start_time`` reads back."""
         columns = {
             "run_id": bindparam("run_id"),
             "key": bindparam("key"),
             "step": bindparam("step"),
             "timestamp": bindparam("timestamp"),
             "value": value,
+            "start_time": start,
         }
         # The history is the bulk of every flush, so it skips SQLAlchemy's per-row work:
         # PostgreSQL takes it by COPY, SQLite by the driver's executemany of plain tuples
@@ -281,8 +310,16 @@ class Statements:
                 ),
             ),
         )
-        self.insert_param: Insert = dialect_insert(dialect, run_params).on_conflict_do_nothing()
-        tag = dialect_insert(dialect, run_tags)
+        text_columns = {
+            "run_id": bindparam("run_id"),
+            "key": bindparam("key"),
+            "value": bindparam("value"),
+            "start_time": start,
+        }
+        self.insert_param: Insert = (
+            dialect_insert(dialect, run_params).values(**text_columns).on_conflict_do_nothing()
+        )
+        tag = dialect_insert(dialect, run_tags).values(**text_columns)
         self.upsert_tag: Insert = tag.on_conflict_do_update(
             index_elements=[run_tags.c.run_id, run_tags.c.key],
             set_={"value": tag.excluded.value},
@@ -291,16 +328,54 @@ class Statements:
         # (SQLAlchemy's processing of parameter dicts was most of a flush's CPU).
         self.driver_upsert_latest: str | None = None
         self.driver_insert_param: str | None = None
-        if dialect == "sqlite":
-            self.driver_upsert_latest = _positional_sql(
-                self.upsert_latest, ("run_id", "key", "value", "step", "timestamp")
+        self.driver_upsert_tag: str | None = None
+        self.driver_insert_run: str | None = None
+        if sqlite:
+            self.driver_insert_run = _positional_sql(
+                insert(runs).values({column: bindparam(column) for column in RUN_COLUMNS}),
+                RUN_COLUMNS,
             )
-            self.driver_insert_param = _positional_sql(
-                self.insert_param.values(
-                    run_id=bindparam("run_id"), key=bindparam("key"), value=bindparam("value")
-                ),
-                ("run_id", "key", "value"),
-            )
+            self.driver_upsert_latest = _positional_sql(self.upsert_latest, _LATEST_ORDER)
+            self.driver_insert_param = _positional_sql(self.insert_param, _TEXT_ORDER)
+            self.driver_upsert_tag = _positional_sql(self.upsert_tag, _TEXT_ORDER)
+
+
+RUN_COLUMNS = (
+    "id",
+    "experiment_id",
+    "parent_id",
+    "name",
+    "status",
+    "lifecycle",
+    "user",
+    "source",
+    "git_commit",
+    "git_dirty",
+    "code_diff_blob",
+    "environment_id",
+    "error",
+    "start_time",
+    "end_time",
+    "heartbeat_at",
+    "deleted_at",
+)
+"""The columns of a ``QueuedRun``'s row, in the order ``driver_insert_run`` takes them."""
+RUN_TIMES = frozenset({"start_time", "end_time", "heartbeat_at", "deleted_at"})
+_LATEST_ORDER = ("run_id", "key", "value", "step", "timestamp", "start_time")
+_TEXT_ORDER = ("run_id", "key", "value", "start_time")
+
+
+def _stored_time(dialect: str) -> Callable[[datetime | None], Any]:
+    """What the driver is given for a ``runs.start_time`` on this dialect."""
+    if dialect != "sqlite":
+        return lambda value: value
+    from sqlalchemy.dialects import sqlite
+
+    engine_dialect = sqlite.dialect()
+    process = runs.c.start_time.type.dialect_impl(engine_dialect).bind_processor(engine_dialect)
+    if process is None:  # pragma: no cover - SQLite's DATETIME always has one
+        raise RuntimeError("SQLite's DATETIME has no bind processor")
+    return cast(Callable[[datetime | None], Any], process)
 
 
 def _positional_sql(statement: Insert, order: tuple[str, ...]) -> str:
@@ -321,27 +396,28 @@ def write_batch(
     heartbeat: Sequence[str],
     watched: set[str],
     outcome: Outcome,
+    created: Mapping[str, Any] | None = None,
 ) -> Batch:
     """Write the values of ``batch`` (and heartbeats) in the caller's transaction.
 
-    See the module docstring. Returns the batch without the writes of runs that cannot
-    take them (reported in ``outcome``): its records and ends are the caller's to write.
+    See the module docstring. ``created`` holds the runs this transaction inserted (by
+    id: their start time as ``statements.stored_time`` gives it): they take writes, so
+    only the other runs are looked up. Returns the batch without the writes of runs that
+    cannot take them (reported in ``outcome``): its records and ends are the caller's to
+    write.
     """
     if heartbeat:
         refresh_heartbeats(conn, heartbeat)
-    run_ids = batch.run_ids()
-    if run_ids:
-        batch = _drop_unwritable(conn, batch, run_ids, watched, outcome)
+    starts: dict[str, Any] = dict(created or {})
+    others = batch.run_ids().difference(starts)
+    if others:
+        batch = _drop_unwritable(conn, statements, batch, others, watched, outcome, starts)
     if batch.params:
-        _write_params(conn, statements, batch.params, outcome)
+        _write_params(conn, statements, batch.params, starts, outcome)
     if batch.tags:
-        rows = [
-            {"run_id": run_id, "key": key, "value": value}
-            for (run_id, key), value in sorted(batch.tags.items())
-        ]
-        conn.execute(statements.upsert_tag, rows)
+        _write_tags(conn, statements, batch.tags, starts)
     if batch.metrics:
-        _write_metrics(conn, statements, batch.metrics)
+        _write_metrics(conn, statements, batch.metrics, starts)
     return batch
 
 
@@ -362,14 +438,27 @@ def refresh_heartbeats(conn: Connection, run_ids: Sequence[str]) -> None:
 
 
 def _drop_unwritable(
-    conn: Connection, batch: Batch, run_ids: set[str], watched: set[str], outcome: Outcome
+    conn: Connection,
+    statements: Statements,
+    batch: Batch,
+    run_ids: set[str],
+    watched: set[str],
+    outcome: Outcome,
+    starts: dict[str, Any],
 ) -> Batch:
+    """``batch`` without the writes of runs that cannot take them; notes in ``starts``
+    the start time of each run found."""
     rows = conn.execute(
-        select(runs.c.id, runs.c.status, runs.c.lifecycle, runs.c.error).where(
-            runs.c.id.in_(sorted(run_ids))
-        )
+        select(
+            runs.c.id,
+            runs.c.status,
+            runs.c.lifecycle,
+            runs.c.error,
+            statements.start_time.label("start_time"),
+        ).where(runs.c.id.in_(sorted(run_ids)))
     ).all()
     state = {row.id: (row.status, row.lifecycle) for row in rows}
+    starts.update((row.id, row.start_time) for row in rows)
     stale = [
         row.id
         for row in rows
@@ -412,23 +501,18 @@ def _write_params(
     conn: Connection,
     statements: Statements,
     params: dict[tuple[str, str], str],
+    starts: dict[str, Any],
     outcome: Outcome,
 ) -> None:
+    # Sorted by (run id, key): the order concurrent writers lock rows in (see above).
+    rows = [(run_id, key, value, starts.get(run_id)) for (run_id, key), value in params.items()]
+    rows.sort()
     if statements.driver_insert_param is not None:
-        inserted = conn.exec_driver_sql(
-            statements.driver_insert_param,
-            [(run_id, key, value) for (run_id, key), value in sorted(params.items())],
-        ).rowcount
+        inserted = conn.exec_driver_sql(statements.driver_insert_param, rows).rowcount
         if inserted == len(params):  # SQLite sums an executemany's rows: none was there
             return
     else:
-        conn.execute(
-            statements.insert_param,
-            [
-                {"run_id": run_id, "key": key, "value": value}
-                for (run_id, key), value in sorted(params.items())
-            ],
-        )
+        conn.execute(statements.insert_param, _dicts(_TEXT_ORDER, rows))
     stored = conn.execute(
         select(run_params.c.run_id, run_params.c.key, run_params.c.value).where(
             run_params.c.run_id.in_(sorted({run_id for run_id, _ in params})),
@@ -450,14 +534,32 @@ def _write_params(
         )
 
 
-def _write_metrics(conn: Connection, statements: Statements, metrics: list[Item]) -> None:
+def _write_tags(
+    conn: Connection,
+    statements: Statements,
+    tags: dict[tuple[str, str], str],
+    starts: dict[str, Any],
+) -> None:
+    rows = [(run_id, key, value, starts.get(run_id)) for (run_id, key), value in tags.items()]
+    rows.sort()
+    if statements.driver_upsert_tag is not None:
+        conn.exec_driver_sql(statements.driver_upsert_tag, rows)
+    else:
+        conn.execute(statements.upsert_tag, _dicts(_TEXT_ORDER, rows))
+
+
+def _write_metrics(
+    conn: Connection, statements: Statements, metrics: list[Item], starts: dict[str, Any]
+) -> None:
     nan = statements.nan
-    history = []
+    history = [
+        (run_id, key, step, timestamp, nan if value != value else value)
+        for _, run_id, key, value, step, timestamp in metrics
+    ]
     latest: dict[tuple[str, str], tuple[int, float, float]] = {}
     for _, run_id, key, value, step, timestamp in metrics:
-        history.append((run_id, key, step, timestamp, nan if value != value else value))
         best = latest.get((run_id, key))
-        if best is None or (step, timestamp) >= (best[0], best[1]):
+        if best is None or step > best[0] or (step == best[0] and timestamp >= best[1]):
             latest[(run_id, key)] = (step, timestamp, value)
     if statements.copy_history:
         cursor = cast(Any, conn.connection.dbapi_connection).cursor()
@@ -466,29 +568,20 @@ def _write_metrics(conn: Connection, statements: Statements, metrics: list[Item]
                 copy.write_row(row)
     else:
         conn.exec_driver_sql(statements.insert_history, history)
-    ordered = sorted(latest.items())
+    rows = [
+        (run_id, key, nan if value != value else value, step, timestamp, starts.get(run_id))
+        for (run_id, key), (step, timestamp, value) in latest.items()
+    ]
+    rows.sort()  # (run id, key) is unique: values are never compared
     if statements.driver_upsert_latest is not None:
-        conn.exec_driver_sql(
-            statements.driver_upsert_latest,
-            [
-                (run_id, key, nan if value != value else value, step, timestamp)
-                for (run_id, key), (step, timestamp, value) in ordered
-            ],
-        )
-        return
-    conn.execute(
-        statements.upsert_latest,
-        [
-            {
-                "run_id": run_id,
-                "key": key,
-                "step": step,
-                "timestamp": timestamp,
-                "value": nan if value != value else value,
-            }
-            for (run_id, key), (step, timestamp, value) in ordered
-        ],
-    )
+        conn.exec_driver_sql(statements.driver_upsert_latest, rows)
+    else:
+        conn.execute(statements.upsert_latest, _dicts(_LATEST_ORDER, rows))
+
+
+def _dicts(names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Rows as the parameter dicts of a SQLAlchemy statement (PostgreSQL's path)."""
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -7,17 +7,23 @@ the same transaction as the run's values and end (``insert_queued_runs`` first,
 ``write_run_records`` last). ``TrackingClient`` is the public way in; the other
 functions take an open transaction.
 
+A run created and ended within one flush (a short run, or many runs logged in a loop)
+is inserted ended, with no update of its row afterwards.
+
 >>> run, queued = prepare_run(RunStart(experiment, name="gbm", user="ana"))
 >>> with store.transaction() as conn:
-...     insert_queued_runs(conn, store, Batch(runs=[queued]), Outcome())
+...     batch, created = insert_queued_runs(
+...         conn, store, Statements(store.dialect), Batch(runs=[queued]), Outcome()
+...     )
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Insert, Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
@@ -35,7 +41,16 @@ from shipyard.store.schema.tracking import (
     runs,
 )
 from shipyard.tracking import artifacts as artifact_tree
-from shipyard.tracking.batches import STALE_ERROR_PREFIX, Batch, Outcome, QueuedRun, dialect_insert
+from shipyard.tracking.batches import (
+    RUN_COLUMNS,
+    RUN_TIMES,
+    STALE_ERROR_PREFIX,
+    Batch,
+    Outcome,
+    QueuedRun,
+    Statements,
+    dialect_insert,
+)
 from shipyard.tracking.capture import CodeVersion, Environment
 from shipyard.tracking.lifecycle import run_row
 from shipyard.tracking.records import (
@@ -168,27 +183,6 @@ def insert_or_ignore(dialect: str, table: Table) -> Insert:
     return dialect_insert(dialect, table).on_conflict_do_nothing()
 
 
-_RUN_COLUMNS = (
-    "id",
-    "experiment_id",
-    "parent_id",
-    "name",
-    "status",
-    "lifecycle",
-    "user",
-    "source",
-    "git_commit",
-    "git_dirty",
-    "code_diff_blob",
-    "environment_id",
-    "error",
-    "start_time",
-    "end_time",
-    "heartbeat_at",
-    "deleted_at",
-)
-
-
 def prepare_run(start: RunStart) -> tuple[Run, QueuedRun]:
     """A new running run (its id made here) and the rows the writer will insert for it."""
     run_id = new_id()
@@ -225,7 +219,7 @@ def prepare_run(start: RunStart) -> tuple[Run, QueuedRun]:
     if start.diff_blob is not None and code is not None:
         diff = ArtifactEntry(CODE_DIFF_PATH, start.diff_blob, len(code.diff), "diff")
     queued = QueuedRun(
-        row={column: getattr(run, column) for column in _RUN_COLUMNS},
+        row={column: getattr(run, column) for column in RUN_COLUMNS},
         experiment_name=start.experiment.name,
         tags=dict(start.tags),
         environment=environment_row,
@@ -235,14 +229,22 @@ def prepare_run(start: RunStart) -> tuple[Run, QueuedRun]:
 
 
 def insert_queued_runs(
-    conn: Connection, metadata: MetadataStore, batch: Batch, outcome: Outcome
-) -> Batch:
+    conn: Connection,
+    metadata: MetadataStore,
+    statements: Statements,
+    batch: Batch,
+    outcome: Outcome,
+) -> tuple[Batch, dict[str, Any]]:
     """Insert the runs ``batch`` creates (in queue order), with their tags, environment
-    and code diff; return the batch without the runs that could not be created.
+    and code diff. Returns the batch without the runs that could not be created and
+    without the ends written here, and the runs created, by id, with their start time as
+    ``statements.stored_time`` gives it (for ``write_batch``).
 
-    A run whose experiment or parent run was deleted (or purged) since the client
-    checked is not created: it and everything queued for it are dropped, and the error
-    says so (reported to the client by its next call).
+    A run that the batch also ends is inserted ended (its values, written after it in
+    the same transaction, were logged before its end). A run whose experiment or parent
+    run was deleted (or purged) since the client checked is not created: it and
+    everything queued for it are dropped, and the error says so (reported to the client
+    by its next call).
     """
     queued = batch.runs
     experiment_ids = sorted({run.row["experiment_id"] for run in queued})
@@ -288,7 +290,7 @@ def insert_queued_runs(
                 )
             )
     if not accepted:
-        return batch
+        return batch, {}
     environment_rows = {
         run.environment["id"]: run.environment for run in accepted if run.environment
     }
@@ -297,9 +299,40 @@ def insert_queued_runs(
             insert_or_ignore(metadata.dialect, environments),
             [environment_rows[key] for key in sorted(environment_rows)],
         )
-    conn.execute(insert(runs), [run.row for run in accepted])
+    ends = batch.ends
+    rows = []
+    for run in accepted:
+        end = ends.get(run.id)
+        if end is None:
+            rows.append(run.row)
+            continue
+        status, error, ended_at = end
+        rows.append(
+            {
+                **run.row,
+                "status": status,
+                "error": error,
+                "end_time": ended_at,
+                "heartbeat_at": ended_at,
+            }
+        )
+    stored_time = statements.stored_time
+    if statements.driver_insert_run is not None:  # SQLite: plain tuples, as write_batch's
+        conn.exec_driver_sql(
+            statements.driver_insert_run,
+            [
+                tuple(
+                    stored_time(row[column]) if column in RUN_TIMES else row[column]
+                    for column in RUN_COLUMNS
+                )
+                for row in rows
+            ],
+        )
+    else:
+        conn.execute(insert(runs), rows)
+    created = {run.id: stored_time(run.row["start_time"]) for run in accepted}
     tag_rows = [
-        {"run_id": run.id, "key": key, "value": value}
+        {"run_id": run.id, "key": key, "value": value, "start_time": run.row["start_time"]}
         for run in accepted
         for key, value in run.tags.items()
     ]
@@ -310,7 +343,12 @@ def insert_queued_runs(
             artifact_tree.record_entries(conn, metadata, run.id, [run.diff])
             # Its own role too: replacing the artifact at code.diff must not orphan the column.
             metadata.add_blob_refs(conn, [BlobRef(run.diff.blob_id, "run", run.id, "code_diff")])
-    return batch
+    ended_here = [run.id for run in accepted if run.id in ends]
+    if ended_here:
+        outcome.closed_runs.extend(ended_here)
+        # A copy: the writer retries the batch it was given when a transaction fails.
+        batch = replace(batch, ends={k: v for k, v in ends.items() if k not in created})
+    return batch, created
 
 
 _END_RUN = (

@@ -18,10 +18,11 @@ SQLite both are one B-tree operation because the tables are ``WITHOUT ROWID`` (t
 Runs are walked newest first through ``(experiment_id, start_time, id, lifecycle)`` or
 ``(start_time, id, lifecycle)``, which hold all a search's walk needs (t0003).
 
-The narrow tables also hold their run's ``start_time``, copied by database triggers on
-insert (and when a run's start time changes), never by the writers (t0004). Their
-``(key, value, start_time)`` index then yields one term's runs (``params.model = 'gbm'``)
-newest first, so a default-ordered search reads a page from that index and stops.
+The narrow tables also hold their run's ``start_time`` (t0004): written with each row by
+the tracking writer (required since t0005), and kept by a trigger when a run's start
+time changes. Their ``(key, value, start_time)`` index then yields one term's runs
+(``params.model = 'gbm'``) newest first, so a default-ordered search reads a page from
+that index and stops.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ __all__ = [
     "runs",
 ]
 
-REVISION = "t0004"
+REVISION = "t0005"
 """The tip of the tracking migration branch; these tables match it."""
 
 ID = String(32)
@@ -123,7 +124,7 @@ run_params = Table(
     Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     Column("key", String(256), nullable=False),
     Column("value", Text, nullable=False),
-    Column("start_time", UtcDateTime(), nullable=True),  # the run's, kept by triggers (t0004)
+    Column("start_time", UtcDateTime(), nullable=False),  # the run's (t0004, t0005)
     PrimaryKeyConstraint("run_id", "key"),
     Index(None, "key", "value", "start_time"),  # holds run_id too on SQLite, see above
     sqlite_with_rowid=False,  # t0003
@@ -136,7 +137,7 @@ run_tags = Table(
     Column("run_id", ID, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     Column("key", String(256), nullable=False),
     Column("value", Text, nullable=False),
-    Column("start_time", UtcDateTime(), nullable=True),  # the run's, kept by triggers (t0004)
+    Column("start_time", UtcDateTime(), nullable=False),  # the run's (t0004, t0005)
     PrimaryKeyConstraint("run_id", "key"),
     Index(None, "key", "value", "start_time"),  # holds run_id too on SQLite, see above
     sqlite_with_rowid=False,  # t0003
@@ -164,7 +165,7 @@ run_latest_metrics = Table(
     Column("value", Float, nullable=False),
     Column("step", BigInteger, nullable=False),
     Column("timestamp", Float, nullable=False),
-    Column("start_time", UtcDateTime(), nullable=True),  # the run's, kept by triggers (t0004)
+    Column("start_time", UtcDateTime(), nullable=False),  # the run's (t0004, t0005)
     PrimaryKeyConstraint("run_id", "key"),
     Index(None, "key", "value", "start_time"),  # holds run_id too on SQLite, see above
     sqlite_with_rowid=False,  # t0003
