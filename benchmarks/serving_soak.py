@@ -10,11 +10,16 @@ that load. Every request is logged to the prediction log (SQLite, batched).
   warm-up at the same load (target under 50 MB). It includes the second version's
   model, loaded by the swap.
 
+The table also gives the growth per 10k requests, over the whole soak and from 10 s
+after the swap to the end: memory that grows with requests (a leak, or a cache that
+fills with them) shows there as a steady slope, apart from warm-up and the swap's model.
+
 Run: ``.venv/bin/python benchmarks/serving_soak.py``; the last line is JSON.
 """
 
 from __future__ import annotations
 
+import http.client
 import sys
 import tempfile
 import threading
@@ -27,6 +32,32 @@ from _serving_common import Server, free_port, post, record, shipyard_project, w
 SOAK_SECONDS = 60
 WARMUP_SECONDS = 10
 CONNECTIONS = 8
+SETTLED_SECONDS = SOAK_SECONDS // 2 + 10  # the late window starts 10 s after the swap
+
+
+def requests_served(port: int) -> float:
+    """The service's count of answered requests (``shipyard_requests_total``, summed)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("shipyard_requests_total{")
+    )
+
+
+def per_10k(samples: list[tuple[float, float, float]], since: float) -> float:
+    """RSS growth in MB per 10,000 requests between the first sample at or after
+    ``since`` seconds and the last one."""
+    window = [sample for sample in samples if sample[0] >= since]
+    if len(window) < 2 or window[-1][2] <= window[0][2]:
+        return float("nan")
+    first, last = window[0], window[-1]
+    return round((last[1] - first[1]) / (last[2] - first[2]) * 10_000, 2)
 
 
 def main() -> None:
@@ -56,13 +87,17 @@ def main() -> None:
     body = server.body(record(0))
     wrk(port, server.path, body, seconds=WARMUP_SECONDS, connections=CONNECTIONS)
     rss_start = server.rss_mb()
-    samples: list[tuple[float, float]] = []
+    samples: list[tuple[float, float, float]] = [(0.0, rss_start, requests_served(port))]
     stop = threading.Event()
 
-    def sample() -> None:
+    def sample() -> None:  # (seconds into the soak, RSS MB, requests answered so far)
         started = time.monotonic()
         while not stop.wait(1.0):
-            samples.append((time.monotonic() - started, server.rss_mb()))
+            try:
+                served = requests_served(port)
+            except OSError:
+                continue
+            samples.append((time.monotonic() - started, server.rss_mb(), served))
 
     def swap() -> None:
         time.sleep(SOAK_SECONDS / 2)
@@ -99,6 +134,11 @@ def main() -> None:
             ["RSS after warm-up (MB)", rss_start],
             ["RSS at the end (MB)", rss_end],
             ["RSS peak during the soak (MB)", max((s[1] for s in samples), default=rss_end)],
+            ["RSS growth per 10k requests, whole soak (MB)", per_10k(samples, 0.0)],
+            [
+                f"RSS growth per 10k requests, from {SETTLED_SECONDS} s to the end (MB)",
+                per_10k(samples, SETTLED_SECONDS),
+            ],
         ],
         title=f"Soak: {SOAK_SECONDS} s, {CONNECTIONS} connections, alias swap at "
         f"{SOAK_SECONDS // 2} s",
