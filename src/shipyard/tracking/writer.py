@@ -188,26 +188,21 @@ class Writer:
         """Queue one value (the hot path: no I/O, no lock in the common case)."""
         if self._closed:
             self._refuse_closed()
-        queue = self._queue
-        queue.append(item)
-        if self._thread is None:
-            self._start()
-        waiting = len(queue) + self._retained
-        if waiting >= self._batch_size and not self._wake_requested:
-            self._wake_requested = True
-            self._wake.set()
-        if waiting >= self._max_pending:
-            self._wait_for_room()
+        self._queue.append(item)
+        self._queued()
 
     def put_many(self, items: Sequence[Item]) -> None:
         """Queue several values at once (one call's worth: the bounds are checked after)."""
         if self._closed:
             self._refuse_closed()
-        queue = self._queue
-        queue.extend(items)
+        self._queue.extend(items)
+        self._queued()
+
+    def _queued(self) -> None:
+        # After a put: start the writer, wake it at a full batch, hold the caller at the bound.
         if self._thread is None:
             self._start()
-        waiting = len(queue) + self._retained
+        waiting = len(self._queue) + self._retained
         if waiting >= self._batch_size and not self._wake_requested:
             self._wake_requested = True
             self._wake.set()
