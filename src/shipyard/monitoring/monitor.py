@@ -28,6 +28,7 @@ the reference its training data gives:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -256,24 +257,11 @@ def run_check(
     """
     from shipyard.models.registry import ModelRegistry
 
-    if isinstance(source, ModelRegistry):
-        return _check(
-            source,
-            model,
-            window,
-            until,
-            arm,
-            rules,
-            channels,
-            alpha,
-            min_rows,
-            min_labels,
-            multivariate,
-            record,
-            actor,
-            allow_pickle,
-        )
-    with ModelRegistry.open(source) as registry:
+    # A registry passed in stays open; one opened here from a project is closed after.
+    opened = (
+        nullcontext(source) if isinstance(source, ModelRegistry) else ModelRegistry.open(source)
+    )
+    with opened as registry:
         return _check(
             registry,
             model,
