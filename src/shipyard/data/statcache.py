@@ -84,22 +84,10 @@ class StatCache:
 
     def load(self, root: Path) -> dict[str, CachedStat]:
         """The cached files of ``root``, by absolute path."""
-        if not self._path.exists():
-            return {}
-        try:
-            conn = self._connect()
-            try:
-                entries = self._read(conn, str(root))
-            finally:
-                conn.close()
-        except (sqlite3.Error, ValueError):
-            return {}
-        cached: dict[str, CachedStat] = {}
-        for path, value in entries.items():
-            if isinstance(value, list) and len(value) == 4:
-                size, mtime_ns, inode, content_id = value
-                cached[path] = CachedStat(int(size), int(mtime_ns), int(inode), str(content_id))
-        return cached
+        return {
+            path: CachedStat(int(size), int(mtime_ns), int(inode), content_id)
+            for path, (size, mtime_ns, inode, content_id) in self.load_raw(root).items()
+        }
 
     def load_raw(self, root: Path) -> dict[str, list[Any]]:
         """The cached files of ``root`` as ``path -> [size, mtime_ns, inode, content id]``
