@@ -17,7 +17,7 @@ import click
 
 from shipyard.cli.output import config_from_context, console, print_json
 
-__all__ = ["build_command", "monitor_group", "predict_command", "serve_command"]
+__all__ = ["build_command", "labels_command", "predict_command", "serve_command"]
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 _ALLOW_PICKLE = click.option(
@@ -201,12 +201,7 @@ def build_command(
     )
 
 
-@click.group("monitor")
-def monitor_group() -> None:
-    """The prediction log and the labels joined to it."""
-
-
-@monitor_group.command("labels")
+@click.command("labels")
 @click.argument("file", type=click.Path(path_type=Path))
 @_JSON
 @click.pass_context
